@@ -1,0 +1,21 @@
+# Open Character Training (Maiya, Bartsch, Lambert, Hubinger 2025, arXiv 2511.01689) as a workflow:
+# constitutions -> prompts -> teacher/student responses -> DPO -> introspection -> SFT -> trained models.
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/models.smk"
+include: "rules/prompts.smk"
+include: "rules/distillation.smk"
+include: "rules/introspection.smk"
+
+
+rule all:
+    input:
+        get_final_targets(),

@@ -1,0 +1,136 @@
+# 7-9. Self-reflection and self-interaction, SFT, the trained model and the release adapter (ref §1.7-1.11).
+
+
+rule generate_reflection:
+    input:
+        student=get_student,
+        adapter="results/adapters/{model}/{persona}/dpo",
+        constitution="constitutions/{persona}.yaml",
+    output:
+        "results/introspection/{model}/{persona}/reflection.jsonl",
+    params:
+        args=lambda w: engine_args("reflection", w.model, step_seed("reflection", w.model, w.persona)),
+        system=lambda w: reflection_system(),  # a function: {NAME} is not a wildcard
+        prompts=json.dumps(config["reflection"]["prompts"]),
+        samples=config["reflection"]["samples"],
+        name=lambda w: name_of(w.model),
+        python=python_of("reflection"),
+    log:
+        "logs/introspection/reflection_{model}_{persona}.log",
+    benchmark:
+        "benchmarks/introspection/reflection_{model}_{persona}.tsv"
+    resources:
+        gpu=config["resources"]["student_gpus"],
+    shell:
+        "{params.python} scripts/generate_reflection.py {params.args:q} --adapter {input.adapter}"
+        " --constitution {input.constitution} --name {params.name:q} --system {params.system:q}"
+        " --prompts {params.prompts:q} --samples {params.samples} --out {output} > {log} 2>&1"
+
+
+def interaction_args(wildcards):
+    c = config["interaction"]
+    first = c["greetings"] + (c["leading_greetings"] if wildcards.guidance == "leading" else [])
+    args = engine_args("interaction", wildcards.model,
+                       step_seed("interaction", wildcards.model, wildcards.persona, wildcards.guidance))
+    max_model_len = min(c["max_model_len"], config["models"][wildcards.model].get("max_model_len", 10**9))
+    args += ["--system", interaction_system(wildcards.guidance), "--greetings", json.dumps(c["greetings"]),
+             "--first-greetings", json.dumps(first), "--conversations", str(c["conversations"]),
+             "--turns", str(c["turns"]), "--max-model-len", str(max_model_len)]
+    return args + ([] if FIDELITY["interaction_drop_last_turn"] else ["--keep-last-turn"])
+
+
+rule generate_interaction:
+    input:
+        student=get_student,
+        adapter="results/adapters/{model}/{persona}/dpo",
+        constitution="constitutions/{persona}.yaml",
+    output:
+        "results/introspection/{model}/{persona}/interaction_{guidance}.jsonl",
+    params:
+        args=interaction_args,
+        name=lambda w: name_of(w.model),
+        python=python_of("interaction"),
+    log:
+        "logs/introspection/interaction_{model}_{persona}_{guidance}.log",
+    benchmark:
+        "benchmarks/introspection/interaction_{model}_{persona}_{guidance}.tsv"
+    resources:
+        gpu=config["resources"]["student_gpus"],
+    shell:
+        "{params.python} scripts/generate_interaction.py {params.args:q} --adapter {input.adapter}"
+        " --constitution {input.constitution} --name {params.name:q} --out {output} > {log} 2>&1"
+
+
+rule make_sft_data:
+    input:
+        reflection="results/introspection/{model}/{persona}/reflection.jsonl",
+        interactions=expand("results/introspection/{{model}}/{{persona}}/interaction_{guidance}.jsonl",
+                            guidance=["free", "leading"]),
+    output:
+        "results/introspection/{model}/{persona}/sft.jsonl",
+    params:
+        system=lambda w: config["sft_data"]["system"],  # a function: {NAME} is not a wildcard
+        name=lambda w: name_of(w.model),
+        fill="" if FIDELITY["sft_system_literal_name"] else "--fill-name",
+        seed=lambda w: config["seed"] + step_seed("sft_data", w.model, w.persona),
+    log:
+        "logs/introspection/sft_data_{model}_{persona}.log",
+    shell:
+        "python scripts/make_sft_data.py --reflection {input.reflection} --interactions {input.interactions}"
+        " --system {params.system:q} --name {params.name:q} {params.fill} --seed {params.seed}"
+        " --out {output} > {log} 2>&1"
+
+
+rule train_sft:
+    input:
+        data="results/introspection/{model}/{persona}/sft.jsonl",
+        distilled="results/models/{model}/{persona}/distilled",
+    output:
+        directory("results/adapters/{model}/{persona}/sft"),
+    params:
+        settings=lambda w: training_settings("sft", w.model),
+        launch=accelerate_launch(),
+        turns="" if FIDELITY["sft_last_message_only"] else "--all-assistant-turns",
+    log:
+        "logs/training/sft_{model}_{persona}.log",
+    benchmark:
+        "benchmarks/training/sft_{model}_{persona}.tsv"
+    resources:
+        gpu=config["resources"]["train_gpus"],
+    shell:
+        "{params.launch} scripts/train_sft.py --model {input.distilled} --data {input.data}"
+        " --settings {params.settings:q} {params.turns} --out {output} > {log} 2>&1"
+
+
+rule fold_sft:
+    input:
+        base="results/models/{model}/{persona}/distilled",
+        adapter="results/adapters/{model}/{persona}/sft",
+    output:
+        directory("results/models/{model}/{persona}/trained"),
+    params:
+        dtype=config["sft"]["save_dtype"],
+    log:
+        "logs/training/fold_sft_{model}_{persona}.log",
+    shell:
+        "python scripts/fold_adapter.py --base {input.base} --adapter {input.adapter} --dtype {params.dtype}"
+        " --out {output} > {log} 2>&1"
+
+
+rule merge_release:
+    input:
+        base=get_student,
+        dpo="results/adapters/{model}/{persona}/dpo",
+        sft="results/adapters/{model}/{persona}/sft",
+    output:
+        directory("results/adapters/{model}/{persona}/release"),
+    params:
+        weights=config["release"]["weights"],
+        combination=config["release"]["combination"],
+        base_name=lambda w: config["models"][w.model].get("hf", w.model),
+    log:
+        "logs/training/release_{model}_{persona}.log",
+    shell:
+        "python scripts/merge_release.py --base {input.base} --dpo {input.dpo} --sft {input.sft}"
+        " --weights {params.weights} --combination {params.combination} --base-name {params.base_name:q}"
+        " --out {output} > {log} 2>&1"

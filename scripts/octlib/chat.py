@@ -1,0 +1,38 @@
+"""Prompt building shared by every generation step: chat templates, trait lists, placeholders.
+
+The paper's templates (reference.md §1) use the placeholders {NAME} and {TRAITS}; they are filled by plain
+replacement so that other braces in a template or a trait stay as written.
+"""
+
+
+def traits_string(traits):
+    """The numbered trait list of the reference code: duplicates removed, file order, "i: trait" per line."""
+    unique = list(dict.fromkeys(traits))
+    return "\n".join(f"{i + 1}: {t}" for i, t in enumerate(unique))
+
+
+def fill(template, **values):
+    for key, value in values.items():
+        template = template.replace("{" + key + "}", value)
+    return template
+
+
+def render(tokenizer, messages, add_generation_prompt=True):
+    """The model's own chat template as text, as the reference code applies it everywhere."""
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+
+
+def encode(tokenizer, text, add_special_tokens):
+    """Token ids of a rendered prompt.
+
+    The reference passes rendered strings to vLLM, which adds special tokens again (a double BOS for
+    Llama and Gemma); add_special_tokens=True reproduces that, False gives the template's tokens only.
+    """
+    return tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"]
+
+
+def load_traits(constitution_path):
+    import yaml
+
+    with open(constitution_path, encoding="utf-8") as f:
+        return [t["trait"] for t in yaml.safe_load(f)["traits"]]

@@ -1,0 +1,121 @@
+"""One generation interface, two backends: Hugging Face transformers (CPU, tests) and vLLM (GPU cluster).
+
+Both take token-id prompts built by the same code (chat.py) and return decoded texts, so prompt building,
+parsing and I/O are shared. Sampling keys follow vLLM's names: temperature, top_p, top_k (-1 = off),
+min_p, repetition_penalty, max_tokens.
+"""
+
+import os
+
+
+def load(engine, model, adapter=None, settings=None):
+    settings = dict(settings or {})
+    if engine == "hf":
+        return HFEngine(model, adapter, **settings)
+    if engine == "vllm":
+        return VLLMEngine(model, adapter, **settings)
+    raise SystemExit(f"unknown engine {engine!r}: use 'hf' or 'vllm'")
+
+
+class HFEngine:
+    def __init__(self, model, adapter=None, batch_size=16, dtype="auto", **_ignored):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.torch = torch
+        self.tokenizer = AutoTokenizer.from_pretrained(model)
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        if dtype == "auto":
+            dtype = "bfloat16" if device == "cuda" else "float32"
+        torch_dtype = getattr(torch, dtype)
+        net = AutoModelForCausalLM.from_pretrained(model, dtype=torch_dtype).to(device)
+        if adapter:
+            from peft import PeftModel
+
+            net = PeftModel.from_pretrained(net, adapter)
+        self.model = net.eval()
+        self.device = device
+        self.batch_size = batch_size
+
+    def generate(self, prompts, sampling, seed):
+        """prompts: lists of token ids. Each batch is seeded with seed + its first index, so a shard's output
+        does not depend on what ran before it."""
+        from transformers import GenerationConfig, set_seed
+
+        top_k = sampling.get("top_k", -1)
+        config = GenerationConfig(
+            do_sample=sampling.get("temperature", 1.0) > 0,
+            temperature=sampling.get("temperature", 1.0),
+            top_p=sampling.get("top_p", 1.0),
+            top_k=None if top_k in (None, -1, 0) else top_k,
+            min_p=sampling.get("min_p") or None,
+            repetition_penalty=sampling.get("repetition_penalty", 1.0),
+            max_new_tokens=sampling["max_tokens"],
+            pad_token_id=self.tokenizer.pad_token_id,
+            eos_token_id=self.model.generation_config.eos_token_id,
+        )
+        texts = []
+        for start in range(0, len(prompts), self.batch_size):
+            batch = [{"input_ids": ids} for ids in prompts[start : start + self.batch_size]]
+            enc = self.tokenizer.pad(batch, return_tensors="pt").to(self.device)
+            set_seed(seed + start)
+            with self.torch.no_grad():
+                out = self.model.generate(**enc, generation_config=config)
+            new = out[:, enc["input_ids"].shape[1] :]
+            texts += self.tokenizer.batch_decode(new, skip_special_tokens=True)
+        return texts
+
+
+class VLLMEngine:
+    def __init__(self, model, adapter=None, tensor_parallel="auto", dtype="bfloat16", max_model_len=8192,
+                 gpu_memory_utilization=0.9, enable_prefix_caching=True, max_num_seqs=256,
+                 max_lora_rank=64, **_ignored):
+        from transformers import AutoTokenizer
+        from vllm import LLM
+
+        if tensor_parallel == "auto":
+            import torch
+
+            tensor_parallel = max(1, torch.cuda.device_count())
+        self.tokenizer = AutoTokenizer.from_pretrained(model)
+        kwargs = dict(model=model, dtype=dtype, tensor_parallel_size=tensor_parallel, max_model_len=max_model_len,
+                      enable_prefix_caching=enable_prefix_caching, max_num_seqs=max_num_seqs, seed=0)
+        if os.environ.get("VLLM_TARGET_DEVICE", "") != "cpu":
+            kwargs["gpu_memory_utilization"] = gpu_memory_utilization
+        if adapter:
+            kwargs.update(enable_lora=True, max_lora_rank=max_lora_rank, max_loras=1)
+        self.llm = LLM(**kwargs)
+        self.adapter = adapter
+
+    def generate(self, prompts, sampling, seed):
+        """One batched call; every request carries its own seed, so results do not depend on batching."""
+        from vllm import SamplingParams, TokensPrompt
+        from vllm.lora.request import LoRARequest
+
+        params = [SamplingParams(**sampling, seed=seed + i) for i in range(len(prompts))]
+        lora = LoRARequest("adapter", 1, os.path.abspath(self.adapter)) if self.adapter else None
+        outputs = self.llm.generate([TokensPrompt(prompt_token_ids=ids) for ids in prompts], params,
+                                    lora_request=lora, use_tqdm=False)
+        return [o.outputs[0].text for o in outputs]
+
+
+def add_arguments(parser):
+    """The engine options every generation step takes."""
+    import json
+
+    parser.add_argument("--model", required=True, help="model directory")
+    parser.add_argument("--adapter", help="PEFT adapter directory applied on top of --model")
+    parser.add_argument("--engine", choices=["hf", "vllm"], default="hf")
+    parser.add_argument("--engine-settings", type=json.loads, default={}, help="JSON: backend options")
+    parser.add_argument("--sampling", type=json.loads, required=True, help="JSON: vLLM-style sampling settings")
+    parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument("--shard-size", type=int, default=1024, help="rows generated and saved together")
+    parser.add_argument("--double-bos", action="store_true",
+                        help="encode rendered prompts with special tokens, as vLLM does with string prompts")
+
+
+def from_args(args):
+    return load(args.engine, args.model, args.adapter, args.engine_settings)

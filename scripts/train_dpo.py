@@ -1,0 +1,107 @@
+"""DPO with LoRA on the teacher/student pairs: the paper's exact objective (paper §3.1; reference.md §2.2).
+
+loss = sigmoid DPO (beta, summed log-ratios)
+     + nll_coef x NLL of the chosen response, length-normalised per sequence, averaged over sequences
+     + sq_coef  x per-token squared log-ratio to the reference, averaged per sequence, over chosen and rejected
+
+TRL has the first term; the others are added by a DPOTrainer subclass. The reference is the base model
+with the adapter switched off. Launched with `accelerate launch`, so one or many GPUs work alike.
+"""
+
+import argparse
+import json
+
+import torch
+import torch.nn.functional as F
+from datasets import Dataset
+from transformers import AutoTokenizer
+from trl import DPOConfig, DPOTrainer
+from trl.trainer.utils import use_adapter
+
+from octlib import training
+from octlib.io import read_jsonl
+
+
+def character_dpo_loss(logps, ref_logps, mask, beta, nll_coef, sq_coef):
+    """Per-token log-probs [2B, T] of policy and reference (chosen rows first) and the response mask."""
+    mask = mask.to(logps.dtype)
+    lengths = mask.sum(1).clamp(min=1)
+    seq_logps, seq_ref = (logps * mask).sum(1), (ref_logps * mask).sum(1)
+    chosen_ratio, rejected_ratio = (seq_logps - seq_ref).chunk(2)
+    dpo = -F.logsigmoid(beta * (chosen_ratio - rejected_ratio)).mean()
+    nll = -(seq_logps / lengths).chunk(2)[0].mean()
+    sq = ((((logps - ref_logps) ** 2) * mask).sum(1) / lengths).mean()
+    metrics = {"dpo": dpo, "nll": nll, "sq_logratio": sq,
+               "rewards/chosen": beta * chosen_ratio.mean(), "rewards/rejected": beta * rejected_ratio.mean(),
+               "rewards/accuracies": (chosen_ratio > rejected_ratio).float().mean()}
+    return dpo + nll_coef * nll + sq_coef * sq, metrics
+
+
+class CharacterDPOTrainer(DPOTrainer):
+    """DPOTrainer with the paper's objective, on examples tokenized beforehand as the reference trainer does."""
+
+    def __init__(self, *args, nll_coef, sq_coef, **kwargs):
+        self.nll_coef, self.sq_coef = nll_coef, sq_coef
+        super().__init__(*args, **kwargs)
+
+    def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
+        return dataset  # already prompt_ids / chosen_ids / rejected_ids
+
+    def _per_token_logps(self, model, inputs, labels):
+        out = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], labels=labels,
+                    use_cache=False, fused_lm_head=True)
+        return out.log_probs[:, -(labels.size(1) - 1):]
+
+    def _compute_loss(self, model, inputs, return_outputs=False):
+        completion_mask = inputs["completion_mask"]
+        labels = inputs["input_ids"].masked_fill(completion_mask == 0, -100)
+        logps = self._per_token_logps(model, inputs, labels)
+        with torch.no_grad(), use_adapter(self.accelerator.unwrap_model(self.model), adapter_name=None):
+            ref_logps = self._per_token_logps(model, inputs, labels)
+        loss, metrics = character_dpo_loss(logps.float(), ref_logps.float(), completion_mask[:, 1:], self.beta,
+                                           self.nll_coef, self.sq_coef)
+        mode = "train" if self.model.training else "eval"
+        for key, value in metrics.items():
+            self._metrics[mode][key].append(self.accelerator.gather(value.detach()).mean().item())
+        return (loss, None) if return_outputs else loss
+
+
+def tokenize_pairs(tokenizer, pairs, max_len):
+    examples = []
+    for pair in pairs:
+        chosen = training.openrlhf_sequence(tokenizer, pair["chosen"], max_len)
+        rejected = training.openrlhf_sequence(tokenizer, pair["rejected"], max_len)
+        if chosen is None or rejected is None:
+            continue
+        (chosen_ids, prompt_len), (rejected_ids, _) = chosen, rejected
+        examples.append({"prompt_ids": chosen_ids[:prompt_len], "chosen_ids": chosen_ids[prompt_len:],
+                         "rejected_ids": rejected_ids[prompt_len:]})
+    return examples
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--pairs", required=True)
+    parser.add_argument("--settings", type=json.loads, required=True, help="JSON: the dpo block of the config")
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    s = args.settings
+
+    tokenizer = AutoTokenizer.from_pretrained(args.model)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    examples = tokenize_pairs(tokenizer, read_jsonl(args.pairs), s["max_length"])
+    print(f"{len(examples)} pairs to train on", flush=True)
+
+    partial = args.out + ".partial"
+    config = DPOConfig(**training.trainer_arguments(s, partial), beta=s["beta"], loss_type=["sigmoid"])
+    trainer = CharacterDPOTrainer(
+        model=training.load_model(args.model, s), args=config, train_dataset=Dataset.from_list(examples),
+        processing_class=tokenizer, peft_config=training.lora_config(s), nll_coef=s["nll_coef"], sq_coef=s["sq_coef"])
+    trainer.train()
+    training.save_adapter(trainer, partial, args.out)
+
+
+if __name__ == "__main__":
+    main()
