@@ -10,46 +10,51 @@ import argparse
 from octlib import chat, engines
 from octlib.io import read_jsonl, run_sharded
 
-parser = argparse.ArgumentParser(description=__doc__)
-engines.add_arguments(parser)
-parser.add_argument("--prompts", nargs="+", required=True, help="JSONL files with a 'prompt' field, in order")
-parser.add_argument("--repeats", type=int, default=1)
-parser.add_argument("--system", help="system prompt template with {NAME} and {TRAITS}")
-parser.add_argument("--name", default="", help="value of {NAME}")
-parser.add_argument("--constitution", help="constitution YAML whose traits fill {TRAITS}")
-parser.add_argument("--prefill", help="text appended after the generation prompt; {TRAITS} is filled")
-parser.add_argument("--parse-thinking", action="store_true", help="keep the text after </think>, else null")
-parser.add_argument("--out", required=True)
-args = parser.parse_args()
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    engines.add_arguments(parser)
+    parser.add_argument("--prompts", nargs="+", required=True, help="JSONL files with a 'prompt' field, in order")
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--system", help="system prompt template with {NAME} and {TRAITS}")
+    parser.add_argument("--name", default="", help="value of {NAME}")
+    parser.add_argument("--constitution", help="constitution YAML whose traits fill {TRAITS}")
+    parser.add_argument("--prefill", help="text appended after the generation prompt; {TRAITS} is filled")
+    parser.add_argument("--parse-thinking", action="store_true", help="keep the text after </think>, else null")
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
 
-# ---- prompts -------------------------------------------------------------------------------------------
-prompts = [row["prompt"] for path in args.prompts for row in read_jsonl(path)]
-prompts = prompts * args.repeats
-traits = chat.traits_string(chat.load_traits(args.constitution)) if args.constitution else ""
-system = chat.fill(args.system, NAME=args.name, TRAITS=traits) if args.system else None
-prefill = chat.fill(args.prefill, TRAITS=traits) if args.prefill else ""
-print(f"{len(prompts)} prompts ({args.repeats} repeats)", flush=True)
+    # ---- prompts -------------------------------------------------------------------------------------------
+    prompts = [row["prompt"] for path in args.prompts for row in read_jsonl(path)]
+    prompts = prompts * args.repeats
+    traits = chat.traits_string(chat.load_traits(args.constitution)) if args.constitution else ""
+    system = chat.fill(args.system, NAME=args.name, TRAITS=traits) if args.system else None
+    prefill = chat.fill(args.prefill, TRAITS=traits) if args.prefill else ""
+    print(f"{len(prompts)} prompts ({args.repeats} repeats)", flush=True)
 
-# ---- generation ----------------------------------------------------------------------------------------
-engine = engines.from_args(args)
-
-
-def parse(text):
-    text = text.strip()
-    if not args.parse_thinking:
-        return text
-    return text.split("</think>")[1].strip() if "</think>" in text else None
+    # ---- generation ----------------------------------------------------------------------------------------
+    engine = engines.from_args(args)
 
 
-def work(chunk, shard):
-    messages = [([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": p}]
-                for p in chunk]
-    ids = [chat.encode(engine.tokenizer, chat.render(engine.tokenizer, m) + prefill, args.double_bos)
-           for m in messages]
-    texts = engine.generate(ids, args.sampling, args.seed + shard * args.shard_size)
-    return [{"prompt": p, "response": parse(t)} for p, t in zip(chunk, texts)]
+    def parse(text):
+        text = text.strip()
+        if not args.parse_thinking:
+            return text
+        return text.split("</think>")[1].strip() if "</think>" in text else None
 
 
-rows = run_sharded(args.out, prompts, args.shard_size, work)
-invalid = sum(r["response"] is None for r in rows)
-print(f"{len(rows)} responses written to {args.out}; {invalid} without a closed </think> (response null)")
+    def work(chunk, shard):
+        messages = [([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": p}]
+                    for p in chunk]
+        ids = [chat.encode(engine.tokenizer, chat.render(engine.tokenizer, m) + prefill, args.double_bos)
+               for m in messages]
+        texts = engine.generate(ids, args.sampling, args.seed + shard * args.shard_size)
+        return [{"prompt": p, "response": parse(t)} for p, t in zip(chunk, texts)]
+
+
+    rows = run_sharded(args.out, prompts, args.shard_size, work)
+    invalid = sum(r["response"] is None for r in rows)
+    print(f"{len(rows)} responses written to {args.out}; {invalid} without a closed </think> (response null)")
+
+
+if __name__ == "__main__":  # vLLM starts its engine in a spawned process
+    main()

@@ -17,38 +17,6 @@ import yaml
 from octlib import chat, engines
 from octlib.io import read_jsonl, write_jsonl
 
-parser = argparse.ArgumentParser(description=__doc__)
-parser.add_argument("--constitution", required=True)
-parser.add_argument("--released", help="released prompt file (JSONL: trait, questions, additional_questions)")
-parser.add_argument("--per-trait", type=int, default=45, help="generated questions per trait")
-parser.add_argument("--max-rounds", type=int, default=50)
-parser.add_argument("--similarity", type=float, default=0.5, help="max shared-word fraction with an earlier question")
-parser.add_argument("--templates", type=json.loads, default={}, help="JSON: system, instruction, prefill")
-parser.add_argument("--out", required=True)
-known, _ = parser.parse_known_args()
-if not known.released and known.per_trait > 0:
-    engines.add_arguments(parser)
-args = parser.parse_args()
-
-with open(args.constitution, encoding="utf-8") as f:
-    constitution = yaml.safe_load(f)
-traits = constitution["traits"]
-
-# ---- released file -------------------------------------------------------------------------------------
-if args.released:
-    released = read_jsonl(args.released)
-    if [r["trait"] for r in released] != [t["trait"] for t in traits]:
-        print(f"warning: the traits of {args.constitution} differ from the released prompt file; "
-              "the released questions are used as they are")
-    rows = [{"trait": r["trait"], "prompt": q, "source": "seed"} for r in released for q in r["questions"]]
-    rows += [{"trait": r["trait"], "prompt": q, "source": "generated"} for r in released
-             for q in r["additional_questions"]]
-    write_jsonl(args.out, rows)
-    print(f"{len(rows)} prompts from {args.released}")
-    raise SystemExit(0)
-
-
-# ---- few-shot generation -------------------------------------------------------------------------------
 def parse_questions(text):
     """Numbered lines "N. message" whose message starts with a letter and ends in '.' or '?'."""
     found = []
@@ -64,43 +32,79 @@ def too_similar(message, existing, threshold):
     return any(message == old or sum(w in old.split() for w in words) / len(words) > threshold for old in existing)
 
 
-added = [[] for _ in traits]
-if args.per_trait > 0:
-    engine = engines.from_args(args)
-    tok = engine.tokenizer
-    t = args.templates
-    for round_ in range(args.max_rounds):
-        todo = [i for i, extra in enumerate(added) if len(extra) < args.per_trait]
-        if not todo:
-            break
-        prompts = []
-        for i in todo:
-            trait = traits[i]
-            clarification = trait.get("clarification")
-            prefill = chat.fill(t["prefill"], trait=trait["trait"], clarification=clarification or "")
-            if clarification is None:  # constitutions without clarifications: the line is left out
-                prefill = prefill.replace("CLARIFICATION: \n", "")
-            prefill += "".join(f"{n + 1}. {q}\n" for n, q in enumerate(trait["questions"]))
-            messages = [{"role": "system", "content": t["system"]},
-                        {"role": "user", "content": chat.fill(t["instruction"], trait=trait["trait"])},
-                        {"role": "assistant", "content": prefill}]
-            rendered = chat.render(tok, messages, add_generation_prompt=False)
-            # continue the assistant's list: cut the rendered text right after the prefill's last question
-            end = rendered.rindex(prefill.strip()) + len(prefill.strip())
-            prompts.append(chat.encode(tok, rendered[:end], args.double_bos))
-        texts = engine.generate(prompts, args.sampling, args.seed + round_ * len(traits))
-        for i, text in zip(todo, texts):
-            for message in parse_questions(text):
-                existing = traits[i]["questions"] + added[i]
-                if len(added[i]) < args.per_trait and not too_similar(message, existing, args.similarity):
-                    added[i].append(message)
-        print(f"round {round_ + 1}: {sum(map(len, added))} questions added", flush=True)
-    short = [i for i, extra in enumerate(added) if len(extra) < args.per_trait]
-    if short:
-        print(f"warning: {len(short)} traits have fewer than {args.per_trait} generated questions "
-              f"after {args.max_rounds} rounds")
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--constitution", required=True)
+    parser.add_argument("--released", help="released prompt file (JSONL: trait, questions, additional_questions)")
+    parser.add_argument("--per-trait", type=int, default=45, help="generated questions per trait")
+    parser.add_argument("--max-rounds", type=int, default=50)
+    parser.add_argument("--similarity", type=float, default=0.5, help="max shared-word fraction with an earlier question")
+    parser.add_argument("--templates", type=json.loads, default={}, help="JSON: system, instruction, prefill")
+    parser.add_argument("--out", required=True)
+    known, _ = parser.parse_known_args()
+    if not known.released and known.per_trait > 0:
+        engines.add_arguments(parser)
+    args = parser.parse_args()
 
-rows = [{"trait": t["trait"], "prompt": q, "source": "seed"} for t in traits for q in t["questions"]]
-rows += [{"trait": t["trait"], "prompt": q, "source": "generated"} for t, extra in zip(traits, added) for q in extra]
-write_jsonl(args.out, rows)
-print(f"{len(rows)} prompts written to {args.out}")
+    with open(args.constitution, encoding="utf-8") as f:
+        constitution = yaml.safe_load(f)
+    traits = constitution["traits"]
+
+    # ---- released file -------------------------------------------------------------------------------------
+    if args.released:
+        released = read_jsonl(args.released)
+        if [r["trait"] for r in released] != [t["trait"] for t in traits]:
+            print(f"warning: the traits of {args.constitution} differ from the released prompt file; "
+                  "the released questions are used as they are")
+        rows = [{"trait": r["trait"], "prompt": q, "source": "seed"} for r in released for q in r["questions"]]
+        rows += [{"trait": r["trait"], "prompt": q, "source": "generated"} for r in released
+                 for q in r["additional_questions"]]
+        write_jsonl(args.out, rows)
+        print(f"{len(rows)} prompts from {args.released}")
+        return
+
+
+    added = [[] for _ in traits]
+    if args.per_trait > 0:
+        engine = engines.from_args(args)
+        tok = engine.tokenizer
+        t = args.templates
+        for round_ in range(args.max_rounds):
+            todo = [i for i, extra in enumerate(added) if len(extra) < args.per_trait]
+            if not todo:
+                break
+            prompts = []
+            for i in todo:
+                trait = traits[i]
+                clarification = trait.get("clarification")
+                prefill = chat.fill(t["prefill"], trait=trait["trait"], clarification=clarification or "")
+                if clarification is None:  # constitutions without clarifications: the line is left out
+                    prefill = prefill.replace("CLARIFICATION: \n", "")
+                prefill += "".join(f"{n + 1}. {q}\n" for n, q in enumerate(trait["questions"]))
+                messages = [{"role": "system", "content": t["system"]},
+                            {"role": "user", "content": chat.fill(t["instruction"], trait=trait["trait"])},
+                            {"role": "assistant", "content": prefill}]
+                rendered = chat.render(tok, messages, add_generation_prompt=False)
+                # continue the assistant's list: cut the rendered text right after the prefill's last question
+                end = rendered.rindex(prefill.strip()) + len(prefill.strip())
+                prompts.append(chat.encode(tok, rendered[:end], args.double_bos))
+            texts = engine.generate(prompts, args.sampling, args.seed + round_ * len(traits))
+            for i, text in zip(todo, texts):
+                for message in parse_questions(text):
+                    existing = traits[i]["questions"] + added[i]
+                    if len(added[i]) < args.per_trait and not too_similar(message, existing, args.similarity):
+                        added[i].append(message)
+            print(f"round {round_ + 1}: {sum(map(len, added))} questions added", flush=True)
+        short = [i for i, extra in enumerate(added) if len(extra) < args.per_trait]
+        if short:
+            print(f"warning: {len(short)} traits have fewer than {args.per_trait} generated questions "
+                  f"after {args.max_rounds} rounds")
+
+    rows = [{"trait": t["trait"], "prompt": q, "source": "seed"} for t in traits for q in t["questions"]]
+    rows += [{"trait": t["trait"], "prompt": q, "source": "generated"} for t, extra in zip(traits, added) for q in extra]
+    write_jsonl(args.out, rows)
+    print(f"{len(rows)} prompts written to {args.out}")
+
+
+if __name__ == "__main__":  # vLLM starts its engine in a spawned process
+    main()
