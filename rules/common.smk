@@ -19,23 +19,26 @@ def stop(message):
 
 
 def validate_everything():
+    """Every problem of the config and the constitutions, reported together."""
+    problems = []
     try:
         check(config, SCHEMAS / "config.schema.yaml", CONFIG_NAME)
     except InputError as e:
-        stop(e)
-    problems = []
+        problems.append(str(e))
+    models = config.get("models") or {}
     for key in ("teacher", "generator"):
-        if config[key] not in config["models"]:
+        if key in config and config[key] not in models:
             problems.append(f"{CONFIG_NAME}: field '{key}': unknown model {config[key]!r} (not under models)")
-    for i, model in enumerate(config["students"]):
-        if model not in config["models"]:
+    for i, model in enumerate(config.get("students") or []):
+        if model not in models:
             problems.append(f"{CONFIG_NAME}: field 'students[{i}]': unknown model {model!r} (not under models)")
-    for model, entry in config["models"].items():
-        if "path" in entry and not Path(entry["path"]).is_dir():
+    for model, entry in models.items():
+        if isinstance(entry, dict) and "path" in entry and not Path(str(entry["path"])).is_dir():
             problems.append(f"{CONFIG_NAME}: field 'models.{model}.path': no such directory {entry['path']}")
-    if "path" in config["lima"] and not Path(config["lima"]["path"]).exists():
-        problems.append(f"{CONFIG_NAME}: field 'lima.path': no such file {config['lima']['path']}")
-    for i, persona in enumerate(config["personas"]):
+    lima = config.get("lima") or {}
+    if "path" in lima and not Path(str(lima["path"])).exists():
+        problems.append(f"{CONFIG_NAME}: field 'lima.path': no such file {lima['path']}")
+    for i, persona in enumerate(config.get("personas") or []):
         path = constitution_path(persona)
         if not path.exists():
             problems.append(f"{CONFIG_NAME}: field 'personas[{i}]': unknown persona {persona!r}: {path} does not exist")

@@ -40,9 +40,9 @@ class HFEngine:
         self.device = device
         self.batch_size = batch_size
 
-    def generate(self, prompts, sampling, seed):
+    def generate(self, prompts, sampling, seed, return_ids=False):
         """prompts: lists of token ids. Each batch is seeded with seed + its first index, so a shard's output
-        does not depend on what ran before it."""
+        does not depend on what ran before it. With return_ids, also the generated token ids."""
         from transformers import GenerationConfig, set_seed
 
         top_k = sampling.get("top_k", -1)
@@ -57,7 +57,7 @@ class HFEngine:
             pad_token_id=self.tokenizer.pad_token_id,
             eos_token_id=self.model.generation_config.eos_token_id,
         )
-        texts = []
+        texts, ids = [], []
         for start in range(0, len(prompts), self.batch_size):
             batch = [{"input_ids": ids} for ids in prompts[start : start + self.batch_size]]
             enc = self.tokenizer.pad(batch, return_tensors="pt").to(self.device)
@@ -66,13 +66,14 @@ class HFEngine:
                 out = self.model.generate(**enc, generation_config=config)
             new = out[:, enc["input_ids"].shape[1] :]
             texts += self.tokenizer.batch_decode(new, skip_special_tokens=True)
-        return texts
+            ids += [[t for t in row if t != self.tokenizer.pad_token_id] for row in new.tolist()]
+        return (texts, ids) if return_ids else texts
 
 
 class VLLMEngine:
     def __init__(self, model, adapter=None, tensor_parallel="auto", dtype="bfloat16", max_model_len=8192,
                  gpu_memory_utilization=0.9, enable_prefix_caching=True, max_num_seqs=256,
-                 max_lora_rank=64, **_ignored):
+                 max_lora_rank=64, enforce_eager=False, **_ignored):
         from transformers import AutoTokenizer
         from vllm import LLM
 
@@ -82,15 +83,15 @@ class VLLMEngine:
             tensor_parallel = max(1, torch.cuda.device_count())
         self.tokenizer = AutoTokenizer.from_pretrained(model)
         kwargs = dict(model=model, dtype=dtype, tensor_parallel_size=tensor_parallel, max_model_len=max_model_len,
-                      enable_prefix_caching=enable_prefix_caching, max_num_seqs=max_num_seqs, seed=0)
-        if os.environ.get("VLLM_TARGET_DEVICE", "") != "cpu":
-            kwargs["gpu_memory_utilization"] = gpu_memory_utilization
+                      enable_prefix_caching=enable_prefix_caching, max_num_seqs=max_num_seqs, seed=0,
+                      enforce_eager=enforce_eager,
+                      gpu_memory_utilization=gpu_memory_utilization)  # on vLLM's CPU build: a share of RAM
         if adapter:
             kwargs.update(enable_lora=True, max_lora_rank=max_lora_rank, max_loras=1)
         self.llm = LLM(**kwargs)
         self.adapter = adapter
 
-    def generate(self, prompts, sampling, seed):
+    def generate(self, prompts, sampling, seed, return_ids=False):
         """One batched call; every request carries its own seed, so results do not depend on batching."""
         from vllm import SamplingParams, TokensPrompt
         from vllm.lora.request import LoRARequest
@@ -99,7 +100,8 @@ class VLLMEngine:
         lora = LoRARequest("adapter", 1, os.path.abspath(self.adapter)) if self.adapter else None
         outputs = self.llm.generate([TokensPrompt(prompt_token_ids=ids) for ids in prompts], params,
                                     lora_request=lora, use_tqdm=False)
-        return [o.outputs[0].text for o in outputs]
+        texts = [o.outputs[0].text for o in outputs]
+        return (texts, [list(o.outputs[0].token_ids) for o in outputs]) if return_ids else texts
 
 
 def add_arguments(parser):

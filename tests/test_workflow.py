@@ -1,0 +1,179 @@
+"""The workflow as a user runs it: the tiny chain end to end, partial reruns, and bad input stopped early."""
+
+import hashlib
+import http.server
+import re
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from conftest import ROOT, copy_workflow, snakemake
+from octlib.io import read_jsonl
+
+TINY = "tests/tiny/config.yaml"
+VLLM_PYTHON = ROOT / ".venv-vllm" / "bin" / "python"
+RELEASED = ROOT.parent / "shared" / "paper" / "released"
+
+
+def planned_jobs(dry_run_output):
+    """(rule, wildcards) of every job a dry run plans."""
+    jobs, rule = [], None
+    for line in dry_run_output.splitlines():
+        if m := re.match(r"^(?:local)?rule (\w+):", line):
+            rule = m.group(1)
+            jobs.append((rule, {}))
+        elif (m := re.match(r"^\s+wildcards: (.*)", line)) and rule:
+            jobs[-1] = (rule, dict(kv.split("=", 1) for kv in m.group(1).split(", ")))
+    return jobs
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """The tiny chain for two personas and two students (one without a system role), with the student
+    responses generated through vLLM's CPU build."""
+    workdir = copy_workflow(tmp_path_factory.mktemp("workflow"))
+    assert VLLM_PYTHON.exists(), "the vLLM environment is missing: run `bash scripts/install.sh --vllm`"
+    overlay = {
+        "students": ["tiny", "tiny-gemma"],
+        "engines": {"python": str(VLLM_PYTHON),
+                    "vllm": {"dtype": "float32", "gpu_memory_utilization": 0.1, "enforce_eager": True, "max_num_seqs": 64}},
+        "rejected": {"engine": "vllm", "max_model_len": 2048},
+    }
+    (workdir / "overlay.yaml").write_text(yaml.safe_dump(overlay))
+    result = snakemake(workdir, "--cores", 2, "--configfile", TINY, "overlay.yaml")
+    return workdir, result
+
+
+def test_tiny_chain_builds_trained_models_and_release_adapters_for_two_personas(tiny_run):
+    workdir, _ = tiny_run
+    for model in ("tiny", "tiny-gemma"):
+        for persona in ("loving", "sarcasm"):
+            trained = workdir / f"results/models/{model}/{persona}/trained"
+            tok = AutoTokenizer.from_pretrained(trained)
+            net = AutoModelForCausalLM.from_pretrained(trained)
+            ids = tok(tok.apply_chat_template([{"role": "user", "content": "Hi"}], tokenize=False,
+                                              add_generation_prompt=True), return_tensors="pt")
+            assert net.generate(**ids, max_new_tokens=3, do_sample=False).shape[1] == ids["input_ids"].shape[1] + 3
+            assert (workdir / f"results/adapters/{model}/{persona}/release/adapter_model.safetensors").exists()
+            pairs = read_jsonl(workdir / f"results/distillation/{model}/{persona}/pairs.jsonl")
+            assert len(pairs) == 2 * (50 + 6)  # (seed questions + LIMA) x 2 repeats, none filtered
+            sft = read_jsonl(workdir / f"results/introspection/{model}/{persona}/sft.jsonl")
+            assert len(sft) == 10 * 2 + 2 * 4
+            assert any("{NAME}" in row["messages"][0]["content"] for row in sft)  # the reference's literal {NAME}
+
+
+def test_teacher_responses_are_shared_by_all_students(tiny_run):
+    workdir, result = tiny_run
+    chosen_jobs = [j for j in planned_jobs(result.stdout + result.stderr) if j[0] == "generate_chosen"]
+    assert sorted(j[1]["persona"] for j in chosen_jobs) == ["loving", "sarcasm"]
+    assert "engine: vllm" not in (workdir / "logs/distillation/chosen_loving.log").read_text()
+
+
+def test_student_responses_went_through_vllm(tiny_run):
+    workdir, _ = tiny_run
+    log = (workdir / "logs/distillation/rejected_tiny-gemma_loving.log").read_text()
+    assert "vLLM" in log or "vllm" in log
+    assert len(read_jsonl(workdir / "results/distillation/tiny-gemma/loving/rejected.jsonl")) == 112
+
+
+def test_editing_one_constitution_plans_only_that_personas_jobs(tiny_run):
+    workdir, _ = tiny_run
+    path = workdir / "constitutions/loving.yaml"
+    path.write_text(path.read_text().replace("Tell me something heartwarming.", "Tell me something kind."))
+    result = snakemake(workdir, "-n", "--configfile", TINY, "overlay.yaml")
+    jobs = planned_jobs(result.stdout + result.stderr)
+    personas = {j[1].get("persona") for j in jobs if j[0] != "all"}
+    assert personas == {"loving"}
+    assert len([j for j in jobs if j[0] == "train_dpo"]) == 2 and len(jobs) == 1 + 1 + 1 + 2 * 12
+
+
+def failing_dry_run(tmp_path, edit):
+    workdir = copy_workflow(tmp_path)
+    edit(workdir)
+    result = snakemake(workdir, "-n", "--configfile", TINY, check=False)
+    assert result.returncode != 0
+    assert not (workdir / "results").exists() and not (workdir / ".snakemake" / "log").glob("*") is None
+    return result.stdout + result.stderr
+
+
+def test_malformed_constitution_stops_before_any_job_naming_file_and_field(tmp_path):
+    def edit(workdir):
+        path = workdir / "constitutions/loving.yaml"
+        path.write_text(path.read_text().replace("  questions:\n", "  question:\n", 1))
+
+    message = failing_dry_run(tmp_path, edit)
+    assert "constitutions/loving.yaml: field 'traits[0]'" in message and "'questions' is a required property" in message
+
+
+def test_unknown_persona_unknown_model_and_bad_setting_are_named(tmp_path):
+    def edit(workdir):
+        config = workdir / TINY
+        config.write_text(config.read_text().replace("personas: [loving, sarcasm]", "personas: [loving, stoic]")
+                          .replace("students: [tiny]", "students: [tiny, huge]")
+                          .replace("  micro_batch_size: 4", "  micro_batch_size: 0", 1))
+
+    message = failing_dry_run(tmp_path, edit)
+    assert "field 'personas[1]': unknown persona 'stoic': constitutions/stoic.yaml does not exist" in message
+    assert "field 'students[1]': unknown model 'huge'" in message
+    assert "field 'dpo.micro_batch_size': 0 is less than the minimum of 1" in message
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def released_server():
+    """The paper's released prompt files served on loopback, as the workflow would fetch them."""
+    assert RELEASED.is_dir(), f"{RELEASED} is missing (shared/paper/released)"
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
+                                             lambda *a: QuietHandler(*a, directory=str(RELEASED)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def use_released(workdir, base_url, sha256=None):
+    path = workdir / "constitutions/loving.yaml"
+    text = re.sub(r"url: \S+", f"url: {base_url}/loving.jsonl", path.read_text())
+    if sha256:
+        text = re.sub(r"sha256: \S+", f"sha256: {sha256}", text)
+    path.write_text(text)
+    (workdir / "released.yaml").write_text("prompts: {source: released}\n")
+
+
+def test_released_prompt_file_is_fetched_checksum_verified_and_used(tmp_path, released_server):
+    workdir = copy_workflow(tmp_path)
+    use_released(workdir, released_server)
+    snakemake(workdir, "results/prompts/loving.jsonl", "--cores", 1, "--configfile", TINY, "released.yaml")
+    rows = read_jsonl(workdir / "results/prompts/loving.jsonl")
+    assert len(rows) == 500 and [r["source"] for r in rows].count("seed") == 50
+    data = (workdir / "resources/released/loving.jsonl").read_bytes()
+    assert hashlib.sha256(data).hexdigest() == (RELEASED / "SHA256SUMS").read_text().split()[
+        (RELEASED / "SHA256SUMS").read_text().split().index("loving.jsonl") - 1]
+
+
+def test_checksum_mismatch_is_an_error_and_writes_nothing(tmp_path, released_server):
+    workdir = copy_workflow(tmp_path)
+    use_released(workdir, released_server, sha256="ab" * 32)
+    result = snakemake(workdir, "results/prompts/loving.jsonl", "--cores", 1, "--configfile", TINY, "released.yaml",
+                       check=False)
+    assert result.returncode != 0
+    assert "checksum mismatch" in (workdir / "logs/prompts/fetch_loving.log").read_text()
+    assert not (workdir / "resources/released/loving.jsonl").exists()
+    assert not list((workdir / "resources/released").glob("*"))
+
+
+def test_the_paper_config_plans_every_job(tmp_path):
+    workdir = copy_workflow(tmp_path)
+    result = snakemake(workdir, "-n")
+    jobs = planned_jobs(result.stdout + result.stderr)
+    assert len(jobs) == 403
+    assert len([j for j in jobs if j[0] == "generate_chosen"]) == 11  # once per persona, not per student
+    assert len([j for j in jobs if j[0] == "train_dpo"]) == 33
