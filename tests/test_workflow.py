@@ -89,7 +89,7 @@ def test_editing_one_constitution_plans_only_that_personas_jobs(tiny_run):
     jobs = planned_jobs(result.stdout + result.stderr)
     personas = {j[1].get("persona") for j in jobs if j[0] != "all"}
     assert personas == {"loving"}
-    assert len([j for j in jobs if j[0] == "train_dpo"]) == 2 and len(jobs) == 1 + 1 + 1 + 2 * 12
+    assert len([j for j in jobs if j[0] == "train_dpo"]) == 2 and len(jobs) == 1 + 1 + 1 + 2 * 11
 
 
 def failing_dry_run(tmp_path, edit):
