@@ -28,20 +28,34 @@ def validate_everything():
     models = config.get("models") or {}
     for key in ("teacher", "generator"):
         if key in config and config[key] not in models:
-            problems.append(f"{CONFIG_NAME}: field '{key}': unknown model {config[key]!r} (not under models)")
+            problems.append(
+                f"{CONFIG_NAME}: field '{key}': unknown model {config[key]!r} (not under models)"
+            )
     for i, model in enumerate(config.get("students") or []):
         if model not in models:
-            problems.append(f"{CONFIG_NAME}: field 'students[{i}]': unknown model {model!r} (not under models)")
+            problems.append(
+                f"{CONFIG_NAME}: field 'students[{i}]': unknown model {model!r} (not under models)"
+            )
     for model, entry in models.items():
-        if isinstance(entry, dict) and "path" in entry and not Path(str(entry["path"])).is_dir():
-            problems.append(f"{CONFIG_NAME}: field 'models.{model}.path': no such directory {entry['path']}")
+        if (
+            isinstance(entry, dict)
+            and "path" in entry
+            and not Path(str(entry["path"])).is_dir()
+        ):
+            problems.append(
+                f"{CONFIG_NAME}: field 'models.{model}.path': no such directory {entry['path']}"
+            )
     lima = config.get("lima") or {}
     if "path" in lima and not Path(str(lima["path"])).exists():
-        problems.append(f"{CONFIG_NAME}: field 'lima.path': no such file {lima['path']}")
+        problems.append(
+            f"{CONFIG_NAME}: field 'lima.path': no such file {lima['path']}"
+        )
     for i, persona in enumerate(config.get("personas") or []):
         path = constitution_path(persona)
         if not path.exists():
-            problems.append(f"{CONFIG_NAME}: field 'personas[{i}]': unknown persona {persona!r}: {path} does not exist")
+            problems.append(
+                f"{CONFIG_NAME}: field 'personas[{i}]': unknown persona {persona!r}: {path} does not exist"
+            )
             continue
         try:
             check(load_yaml(path), SCHEMAS / "constitution.schema.yaml", str(path))
@@ -62,14 +76,23 @@ FIDELITY = config["fidelity"]
 # Jobs use the interpreter and tools of the environment that runs Snakemake, threads are not oversubscribed,
 # and nothing reaches the Hugging Face Hub except the download rules.
 os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
-for var, value in {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
-                   "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-                   "PYTHONUNBUFFERED": "1", "VLLM_CPU_KVCACHE_SPACE": "1"}.items():
+for var, value in {
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "HF_HUB_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "PYTHONUNBUFFERED": "1",
+    "VLLM_CPU_KVCACHE_SPACE": "1",
+}.items():
     os.environ.setdefault(var, value)
 
 
 def alternatives(values):
-    return "|".join(re.escape(v) for v in values) or "(?!)"  # an empty list matches nothing
+    return (
+        "|".join(re.escape(v) for v in values) or "(?!)"
+    )  # an empty list matches nothing
 
 
 wildcard_constraints:
@@ -128,10 +151,23 @@ def engine_args(step, model, offset=0):
     settings = dict(config["engines"].get(engine, {}))
     entry = config["models"][model]
     if engine == "vllm":
-        settings["max_model_len"] = min(config[step]["max_model_len"], entry.get("max_model_len", 10**9))
-    args = ["--model", model_dir(model), "--engine", engine, "--engine-settings", json.dumps(settings),
-            "--sampling", json.dumps(sampling(step)), "--seed", str(config["seed"] + offset),
-            "--shard-size", str(config["engines"]["shard_size"])]
+        settings["max_model_len"] = min(
+            config[step]["max_model_len"], entry.get("max_model_len", 10**9)
+        )
+    args = [
+        "--model",
+        model_dir(model),
+        "--engine",
+        engine,
+        "--engine-settings",
+        json.dumps(settings),
+        "--sampling",
+        json.dumps(sampling(step)),
+        "--seed",
+        str(config["seed"] + offset),
+        "--shard-size",
+        str(config["engines"]["shard_size"]),
+    ]
     if FIDELITY["double_bos"]:
         args.append("--double-bos")
     return args
@@ -146,8 +182,14 @@ def step_seed(*parts):
 
 def training_settings(stage, model):
     settings = dict(config[stage], seed=config["seed"])
-    targets = config["models"][model].get("lora_target_modules", settings["lora_target_modules"])
-    if not FIDELITY["gemma_lora_targets"] and isinstance(targets, list) and "gate_up_proj" in targets:
+    targets = config["models"][model].get(
+        "lora_target_modules", settings["lora_target_modules"]
+    )
+    if (
+        not FIDELITY["gemma_lora_targets"]
+        and isinstance(targets, list)
+        and "gate_up_proj" in targets
+    ):
         targets = [t for t in targets if t != "gate_up_proj"] + ["gate_proj", "up_proj"]
     settings["lora_target_modules"] = targets
     return json.dumps(settings)
@@ -191,5 +233,8 @@ def get_final_targets():
         path.format(model=m, persona=p)
         for m in config["students"]
         for p in config["personas"]
-        for path in ("results/models/{model}/{persona}/trained", "results/adapters/{model}/{persona}/release")
+        for path in (
+            "results/models/{model}/{persona}/trained",
+            "results/adapters/{model}/{persona}/release",
+        )
     ]

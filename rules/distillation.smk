@@ -2,8 +2,11 @@
 
 
 def get_chosen_inputs(wildcards):
-    inputs = {"prompts": f"results/prompts/{wildcards.persona}.jsonl", "teacher": model_dir(config["teacher"]),
-              "constitution": f"constitutions/{wildcards.persona}.yaml"}
+    inputs = {
+        "prompts": f"results/prompts/{wildcards.persona}.jsonl",
+        "teacher": model_dir(config["teacher"]),
+        "constitution": f"constitutions/{wildcards.persona}.yaml",
+    }
     if config["chosen"]["lima"]:
         inputs["lima"] = "resources/datasets/lima_prompts.jsonl"
     return inputs
@@ -11,10 +14,22 @@ def get_chosen_inputs(wildcards):
 
 def chosen_args(wildcards, input):
     teacher = config["models"][config["teacher"]]
-    args = engine_args("chosen", config["teacher"], step_seed("chosen", wildcards.persona))
-    args += ["--prompts", input.prompts] + ([input.lima] if "lima" in input.keys() else [])
-    args += ["--repeats", str(config["chosen"]["repeats"]), "--system", config["chosen"]["system"],
-             "--name", teacher["name"], "--constitution", input.constitution]
+    args = engine_args(
+        "chosen", config["teacher"], step_seed("chosen", wildcards.persona)
+    )
+    args += ["--prompts", input.prompts] + (
+        [input.lima] if "lima" in input.keys() else []
+    )
+    args += [
+        "--repeats",
+        str(config["chosen"]["repeats"]),
+        "--system",
+        config["chosen"]["system"],
+        "--name",
+        teacher["name"],
+        "--constitution",
+        input.constitution,
+    ]
     if teacher["thinking"]:
         args += ["--prefill", teacher_prefill(), "--parse-thinking"]
     return args
@@ -25,15 +40,15 @@ rule generate_chosen:
         unpack(get_chosen_inputs),
     output:
         "results/distillation/{persona}/chosen.jsonl",
-    params:
-        args=chosen_args,
-        python=python_of("chosen"),
     log:
         "logs/distillation/chosen_{persona}.log",
     benchmark:
         "benchmarks/distillation/chosen_{persona}.tsv"
     resources:
         gpu=config["models"][config["teacher"]]["gpus"],
+    params:
+        args=chosen_args,
+        python=python_of("chosen"),
     shell:
         "{params.python} scripts/generate_responses.py {params.args:q} --out {output} > {log} 2>&1"
 
@@ -44,15 +59,17 @@ rule generate_rejected:
         student=get_student,
     output:
         "results/distillation/{model}/{persona}/rejected.jsonl",
-    params:
-        args=lambda w: engine_args("rejected", w.model, step_seed("rejected", w.model, w.persona)),
-        python=python_of("rejected"),
     log:
         "logs/distillation/rejected_{model}_{persona}.log",
     benchmark:
         "benchmarks/distillation/rejected_{model}_{persona}.tsv"
     resources:
         gpu=config["resources"]["student_gpus"],
+    params:
+        args=lambda w: engine_args(
+            "rejected", w.model, step_seed("rejected", w.model, w.persona)
+        ),
+        python=python_of("rejected"),
     shell:
         "{params.python} scripts/generate_responses.py {params.args:q} --prompts {input.chosen}"
         " --out {output} > {log} 2>&1"
@@ -65,13 +82,17 @@ rule make_dpo_pairs:
         student=get_student,
     output:
         "results/distillation/{model}/{persona}/pairs.jsonl",
+    log:
+        "logs/distillation/pairs_{model}_{persona}.log",
     params:
         teacher_name=config["models"][config["teacher"]]["name"],
         student_name=lambda w: name_of(w.model),
         max_tokens=config["pairs"]["max_tokens"],
-        complete="--require-complete" if config["pairs"]["require_complete"] else "--no-require-complete",
-    log:
-        "logs/distillation/pairs_{model}_{persona}.log",
+        complete=(
+            "--require-complete"
+            if config["pairs"]["require_complete"]
+            else "--no-require-complete"
+        ),
     shell:
         "python scripts/make_dpo_pairs.py --chosen {input.chosen} --rejected {input.rejected}"
         " --tokenizer {input.student} --teacher-name {params.teacher_name:q} --student-name {params.student_name:q}"
@@ -84,15 +105,15 @@ rule train_dpo:
         student=get_student,
     output:
         directory("results/adapters/{model}/{persona}/dpo"),
-    params:
-        settings=lambda w: training_settings("dpo", w.model),
-        launch=accelerate_launch(),
     log:
         "logs/training/dpo_{model}_{persona}.log",
     benchmark:
         "benchmarks/training/dpo_{model}_{persona}.tsv"
     resources:
         gpu=config["resources"]["train_gpus"],
+    params:
+        settings=lambda w: training_settings("dpo", w.model),
+        launch=accelerate_launch(),
     shell:
         "{params.launch} scripts/train_dpo.py --model {input.student} --pairs {input.pairs}"
         " --settings {params.settings:q} --out {output} > {log} 2>&1"
@@ -104,10 +125,10 @@ rule fold_dpo:
         adapter="results/adapters/{model}/{persona}/dpo",
     output:
         directory("results/models/{model}/{persona}/distilled"),
-    params:
-        dtype=config["dpo"]["save_dtype"],
     log:
         "logs/training/fold_dpo_{model}_{persona}.log",
+    params:
+        dtype=config["dpo"]["save_dtype"],
     shell:
         "python scripts/fold_adapter.py --base {input.base} --adapter {input.adapter} --dtype {params.dtype}"
         " --out {output} > {log} 2>&1"

@@ -8,19 +8,21 @@ rule generate_reflection:
         constitution="constitutions/{persona}.yaml",
     output:
         "results/introspection/{model}/{persona}/reflection.jsonl",
-    params:
-        args=lambda w: engine_args("reflection", w.model, step_seed("reflection", w.model, w.persona)),
-        system=lambda w: reflection_system(),  # a function: {NAME} is not a wildcard
-        prompts=json.dumps(config["reflection"]["prompts"]),
-        samples=config["reflection"]["samples"],
-        name=lambda w: name_of(w.model),
-        python=python_of("reflection"),
     log:
         "logs/introspection/reflection_{model}_{persona}.log",
     benchmark:
         "benchmarks/introspection/reflection_{model}_{persona}.tsv"
     resources:
         gpu=config["resources"]["student_gpus"],
+    params:
+        args=lambda w: engine_args(
+            "reflection", w.model, step_seed("reflection", w.model, w.persona)
+        ),
+        system=lambda w: reflection_system(),  # a function: {NAME} is not a wildcard
+        prompts=json.dumps(config["reflection"]["prompts"]),
+        samples=config["reflection"]["samples"],
+        name=lambda w: name_of(w.model),
+        python=python_of("reflection"),
     shell:
         "{params.python} scripts/generate_reflection.py {params.args:q} --adapter {input.adapter}"
         " --constitution {input.constitution} --name {params.name:q} --system {params.system:q}"
@@ -29,14 +31,37 @@ rule generate_reflection:
 
 def interaction_args(wildcards):
     c = config["interaction"]
-    first = c["greetings"] + (c["leading_greetings"] if wildcards.guidance == "leading" else [])
-    args = engine_args("interaction", wildcards.model,
-                       step_seed("interaction", wildcards.model, wildcards.persona, wildcards.guidance))
-    max_model_len = min(c["max_model_len"], config["models"][wildcards.model].get("max_model_len", 10**9))
-    args += ["--system", interaction_system(wildcards.guidance), "--greetings", json.dumps(c["greetings"]),
-             "--first-greetings", json.dumps(first), "--conversations", str(c["conversations"]),
-             "--turns", str(c["turns"]), "--max-model-len", str(max_model_len)]
-    return args + ([] if FIDELITY["interaction_drop_last_turn"] else ["--keep-last-turn"])
+    first = c["greetings"] + (
+        c["leading_greetings"] if wildcards.guidance == "leading" else []
+    )
+    args = engine_args(
+        "interaction",
+        wildcards.model,
+        step_seed(
+            "interaction", wildcards.model, wildcards.persona, wildcards.guidance
+        ),
+    )
+    max_model_len = min(
+        c["max_model_len"],
+        config["models"][wildcards.model].get("max_model_len", 10**9),
+    )
+    args += [
+        "--system",
+        interaction_system(wildcards.guidance),
+        "--greetings",
+        json.dumps(c["greetings"]),
+        "--first-greetings",
+        json.dumps(first),
+        "--conversations",
+        str(c["conversations"]),
+        "--turns",
+        str(c["turns"]),
+        "--max-model-len",
+        str(max_model_len),
+    ]
+    return args + (
+        [] if FIDELITY["interaction_drop_last_turn"] else ["--keep-last-turn"]
+    )
 
 
 rule generate_interaction:
@@ -46,16 +71,16 @@ rule generate_interaction:
         constitution="constitutions/{persona}.yaml",
     output:
         "results/introspection/{model}/{persona}/interaction_{guidance}.jsonl",
-    params:
-        args=interaction_args,
-        name=lambda w: name_of(w.model),
-        python=python_of("interaction"),
     log:
         "logs/introspection/interaction_{model}_{persona}_{guidance}.log",
     benchmark:
         "benchmarks/introspection/interaction_{model}_{persona}_{guidance}.tsv"
     resources:
         gpu=config["resources"]["student_gpus"],
+    params:
+        args=interaction_args,
+        name=lambda w: name_of(w.model),
+        python=python_of("interaction"),
     shell:
         "{params.python} scripts/generate_interaction.py {params.args:q} --adapter {input.adapter}"
         " --constitution {input.constitution} --name {params.name:q} --out {output} > {log} 2>&1"
@@ -64,17 +89,19 @@ rule generate_interaction:
 rule make_sft_data:
     input:
         reflection="results/introspection/{model}/{persona}/reflection.jsonl",
-        interactions=expand("results/introspection/{{model}}/{{persona}}/interaction_{guidance}.jsonl",
-                            guidance=["free", "leading"]),
+        interactions=expand(
+            "results/introspection/{{model}}/{{persona}}/interaction_{guidance}.jsonl",
+            guidance=["free", "leading"],
+        ),
     output:
         "results/introspection/{model}/{persona}/sft.jsonl",
+    log:
+        "logs/introspection/sft_data_{model}_{persona}.log",
     params:
         system=lambda w: config["sft_data"]["system"],  # a function: {NAME} is not a wildcard
         name=lambda w: name_of(w.model),
         fill="" if FIDELITY["sft_system_literal_name"] else "--fill-name",
         seed=lambda w: config["seed"] + step_seed("sft_data", w.model, w.persona),
-    log:
-        "logs/introspection/sft_data_{model}_{persona}.log",
     shell:
         "python scripts/make_sft_data.py --reflection {input.reflection} --interactions {input.interactions}"
         " --system {params.system:q} --name {params.name:q} {params.fill} --seed {params.seed}"
@@ -87,16 +114,16 @@ rule train_sft:
         distilled="results/models/{model}/{persona}/distilled",
     output:
         directory("results/adapters/{model}/{persona}/sft"),
-    params:
-        settings=lambda w: training_settings("sft", w.model),
-        launch=accelerate_launch(),
-        turns="" if FIDELITY["sft_last_message_only"] else "--all-assistant-turns",
     log:
         "logs/training/sft_{model}_{persona}.log",
     benchmark:
         "benchmarks/training/sft_{model}_{persona}.tsv"
     resources:
         gpu=config["resources"]["train_gpus"],
+    params:
+        settings=lambda w: training_settings("sft", w.model),
+        launch=accelerate_launch(),
+        turns="" if FIDELITY["sft_last_message_only"] else "--all-assistant-turns",
     shell:
         "{params.launch} scripts/train_sft.py --model {input.distilled} --data {input.data}"
         " --settings {params.settings:q} {params.turns} --out {output} > {log} 2>&1"
@@ -108,10 +135,10 @@ rule fold_sft:
         adapter="results/adapters/{model}/{persona}/sft",
     output:
         directory("results/models/{model}/{persona}/trained"),
-    params:
-        dtype=config["sft"]["save_dtype"],
     log:
         "logs/training/fold_sft_{model}_{persona}.log",
+    params:
+        dtype=config["sft"]["save_dtype"],
     shell:
         "python scripts/fold_adapter.py --base {input.base} --adapter {input.adapter} --dtype {params.dtype}"
         " --out {output} > {log} 2>&1"
@@ -124,12 +151,12 @@ rule merge_release:
         sft="results/adapters/{model}/{persona}/sft",
     output:
         directory("results/adapters/{model}/{persona}/release"),
+    log:
+        "logs/training/release_{model}_{persona}.log",
     params:
         weights=config["release"]["weights"],
         combination=config["release"]["combination"],
         base_name=lambda w: config["models"][w.model].get("hf", w.model),
-    log:
-        "logs/training/release_{model}_{persona}.log",
     shell:
         "python scripts/merge_release.py --base {input.base} --dpo {input.dpo} --sft {input.sft}"
         " --weights {params.weights} --combination {params.combination} --base-name {params.base_name:q}"

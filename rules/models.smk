@@ -9,13 +9,13 @@ localrules:
 rule download_model:
     output:
         directory("resources/models/{hub_model}"),
+    log:
+        "logs/models/download_{hub_model}.log",
     wildcard_constraints:
         hub_model=alternatives(models_of_kind("hf")),
     params:
         repo=lambda w: config["models"][w.hub_model]["hf"],
         revision=lambda w: config["models"][w.hub_model]["revision"],
-    log:
-        "logs/models/download_{hub_model}.log",
     shell:
         "HF_HUB_OFFLINE=0 python scripts/fetch_model.py --repo {params.repo} --revision {params.revision}"
         " --out {output} > {log} 2>&1"
@@ -24,13 +24,13 @@ rule download_model:
 rule build_tiny_model:
     output:
         directory("resources/models/{tiny_model}"),
+    log:
+        "logs/models/build_{tiny_model}.log",
     wildcard_constraints:
         tiny_model=alternatives(models_of_kind("tiny")),
     params:
         flavour=lambda w: config["models"][w.tiny_model]["tiny"],
         seed=config["seed"],
-    log:
-        "logs/models/build_{tiny_model}.log",
     shell:
         "python scripts/build_tiny_model.py --flavour {params.flavour} --seed {params.seed} --out {output} > {log} 2>&1"
 
@@ -38,11 +38,11 @@ rule build_tiny_model:
 rule download_lima:
     output:
         directory("resources/datasets/lima"),
+    log:
+        "logs/models/download_lima.log",
     params:
         repo=config["lima"].get("hf", "none"),
         revision=config["lima"].get("revision", "main"),
-    log:
-        "logs/models/download_lima.log",
     shell:
         "HF_HUB_OFFLINE=0 python scripts/fetch_model.py --repo-type dataset --repo {params.repo}"
         " --revision {params.revision} --out {output} > {log} 2>&1"

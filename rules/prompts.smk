@@ -6,7 +6,10 @@ localrules:
 
 
 def uses_released(persona):
-    return config["prompts"]["source"] == "released" and "released" in CONSTITUTIONS[persona]
+    return (
+        config["prompts"]["source"] == "released"
+        and "released" in CONSTITUTIONS[persona]
+    )
 
 
 def get_prompt_sources(wildcards):
@@ -21,22 +24,31 @@ def prompt_args(wildcards, input):
     if "released" in input.keys():
         return ["--released", input.released]
     p = config["prompts"]
-    args = ["--per-trait", p["per_trait"], "--max-rounds", p["max_rounds"], "--similarity", p["similarity"]]
+    args = [
+        "--per-trait",
+        p["per_trait"],
+        "--max-rounds",
+        p["max_rounds"],
+        "--similarity",
+        p["similarity"],
+    ]
     if p["per_trait"] > 0:
         templates = {k: p[k] for k in ("system", "instruction", "prefill")}
         args += ["--templates", json.dumps(templates)]
-        args += engine_args("prompts", config["generator"], step_seed("prompts", wildcards.persona))
+        args += engine_args(
+            "prompts", config["generator"], step_seed("prompts", wildcards.persona)
+        )
     return [str(a) for a in args]
 
 
 rule fetch_released_prompts:
     output:
         "resources/released/{persona}.jsonl",
+    log:
+        "logs/prompts/fetch_{persona}.log",
     params:
         url=lambda w: CONSTITUTIONS[w.persona]["released"]["url"],
         sha256=lambda w: CONSTITUTIONS[w.persona]["released"]["sha256"],
-    log:
-        "logs/prompts/fetch_{persona}.log",
     shell:
         "python scripts/fetch_file.py --url {params.url:q} --sha256 {params.sha256} --out {output} > {log} 2>&1"
 
@@ -47,15 +59,21 @@ rule make_prompts:
         constitution="constitutions/{persona}.yaml",
     output:
         "results/prompts/{persona}.jsonl",
-    params:
-        args=prompt_args,
-        python=lambda w: python_of("prompts") if not uses_released(w.persona) else "python",
     log:
         "logs/prompts/{persona}.log",
     benchmark:
         "benchmarks/prompts/{persona}.tsv"
     resources:
-        gpu=lambda w: 0 if uses_released(w.persona) else config["models"][config["generator"]]["gpus"],
+        gpu=lambda w: (
+            0
+            if uses_released(w.persona)
+            else config["models"][config["generator"]]["gpus"]
+        ),
+    params:
+        args=prompt_args,
+        python=lambda w: (
+            python_of("prompts") if not uses_released(w.persona) else "python"
+        ),
     shell:
         "{params.python} scripts/make_prompts.py --constitution {input.constitution} {params.args:q}"
         " --out {output} > {log} 2>&1"

@@ -10,10 +10,9 @@ import argparse
 import random
 
 import torch
+from octlib.io import save_dir_atomic
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-from octlib.io import save_dir_atomic
 
 CHATML = (
     "{%- for message in messages -%}"
@@ -36,10 +35,22 @@ GEMMA = (
     "{%- if add_generation_prompt -%}{{ '<start_of_turn>model\\n' }}{%- endif -%}"
 )
 FLAVOURS = {
-    "chatml": dict(template=CHATML, special=["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|pad|>"],
-                   bos="<|endoftext|>", eos="<|im_end|>", pad="<|pad|>", stop=["<|im_end|>"]),
-    "gemma": dict(template=GEMMA, special=["<bos>", "<eos>", "<pad>", "<start_of_turn>", "<end_of_turn>"],
-                  bos="<bos>", eos="<eos>", pad="<pad>", stop=["<eos>", "<end_of_turn>"]),
+    "chatml": dict(
+        template=CHATML,
+        special=["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|pad|>"],
+        bos="<|endoftext|>",
+        eos="<|im_end|>",
+        pad="<|pad|>",
+        stop=["<|im_end|>"],
+    ),
+    "gemma": dict(
+        template=GEMMA,
+        special=["<bos>", "<eos>", "<pad>", "<start_of_turn>", "<end_of_turn>"],
+        bos="<bos>",
+        eos="<eos>",
+        pad="<pad>",
+        stop=["<eos>", "<end_of_turn>"],
+    ),
 }
 
 parser = argparse.ArgumentParser(description=__doc__)
@@ -54,8 +65,7 @@ flavour = FLAVOURS[args.flavour]
 
 # ---- tokenizer -----------------------------------------------------------------------------------------
 rng = random.Random(args.seed)
-words = ("the a an I you we model persona trait kind warm calm sharp witty poem number love reply question answer "
-         "why how what when think feel help write explain day life world time friend work code data learn").split()
+words = ["the", "a", "an", "I", "you", "we", "model", "persona", "trait", "kind", "warm", "calm", "sharp", "witty", "poem", "number", "love", "reply", "question", "answer", "why", "how", "what", "when", "think", "feel", "help", "write", "explain", "day", "life", "world", "time", "friend", "work", "code", "data", "learn"]
 corpus = [
     " ".join(rng.choice(words) for _ in range(rng.randint(4, 14))).capitalize() + rng.choice(".?!,;:")
     for _ in range(3000)
@@ -63,28 +73,48 @@ corpus = [
 backend = Tokenizer(models.BPE())
 backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
 backend.decoder = decoders.ByteLevel()
-backend.train_from_iterator(corpus, trainers.BpeTrainer(
-    vocab_size=args.vocab_size, min_frequency=2, special_tokens=flavour["special"],
-    initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+backend.train_from_iterator(
+    corpus,
+    trainers.BpeTrainer(
+        vocab_size=args.vocab_size,
+        min_frequency=2,
+        special_tokens=flavour["special"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    ),
+)
 bos_id = backend.token_to_id(flavour["bos"])
 if args.flavour == "gemma":  # Gemma's tokenizer prepends <bos> when asked for special tokens
-    backend.post_processor = processors.Sequence([
-        processors.ByteLevel(trim_offsets=False),
-        processors.TemplateProcessing(single=f"{flavour['bos']} $A", special_tokens=[(flavour["bos"], bos_id)]),
-    ])
+    backend.post_processor = processors.Sequence(
+        [
+            processors.ByteLevel(trim_offsets=False),
+            processors.TemplateProcessing(single=f"{flavour['bos']} $A", special_tokens=[(flavour["bos"], bos_id)]),
+        ]
+    )
 else:
     backend.post_processor = processors.ByteLevel(trim_offsets=False)
-tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, bos_token=flavour["bos"], eos_token=flavour["eos"],
-                                    pad_token=flavour["pad"], padding_side="left")
+tokenizer = PreTrainedTokenizerFast(
+    tokenizer_object=backend,
+    bos_token=flavour["bos"],
+    eos_token=flavour["eos"],
+    pad_token=flavour["pad"],
+    padding_side="left",
+)
 tokenizer.chat_template = flavour["template"]
 
 # ---- model ---------------------------------------------------------------------------------------------
 torch.manual_seed(args.seed)
 config = LlamaConfig(
-    vocab_size=len(tokenizer), hidden_size=args.hidden_size, intermediate_size=2 * args.hidden_size,
-    num_hidden_layers=args.layers, num_attention_heads=args.hidden_size // 32, num_key_value_heads=args.hidden_size // 32,
-    max_position_embeddings=4096, bos_token_id=bos_id, eos_token_id=tokenizer.eos_token_id,
-    pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=False,
+    vocab_size=len(tokenizer),
+    hidden_size=args.hidden_size,
+    intermediate_size=2 * args.hidden_size,
+    num_hidden_layers=args.layers,
+    num_attention_heads=args.hidden_size // 32,
+    num_key_value_heads=args.hidden_size // 32,
+    max_position_embeddings=4096,
+    bos_token_id=bos_id,
+    eos_token_id=tokenizer.eos_token_id,
+    pad_token_id=tokenizer.pad_token_id,
+    tie_word_embeddings=False,
 )
 model = LlamaForCausalLM(config)
 model.generation_config.eos_token_id = [tokenizer.convert_tokens_to_ids(t) for t in flavour["stop"]]
@@ -98,5 +128,7 @@ def save(path):
 
 
 save_dir_atomic(args.out, save)
-print(f"tiny {args.flavour} model: {sum(p.numel() for p in model.parameters())} parameters, "
-      f"vocabulary {len(tokenizer)}, saved to {args.out}")
+print(
+    f"tiny {args.flavour} model: {sum(p.numel() for p in model.parameters())} parameters, "
+    f"vocabulary {len(tokenizer)}, saved to {args.out}"
+)

@@ -7,7 +7,6 @@ offline flags set.
 import argparse
 
 from huggingface_hub import snapshot_download
-
 from octlib.io import save_dir_atomic
 
 parser = argparse.ArgumentParser(description=__doc__)
@@ -17,7 +16,14 @@ parser.add_argument("--repo-type", default="model", choices=["model", "dataset"]
 parser.add_argument("--out", required=True)
 args = parser.parse_args()
 
-save_dir_atomic(args.out, lambda tmp: snapshot_download(
-    args.repo, revision=args.revision, repo_type=args.repo_type, local_dir=tmp,
-    ignore_patterns=["original/*", "*.pth", "*.gguf"]))
+save_dir_atomic(
+    args.out,
+    lambda tmp: snapshot_download(
+        args.repo,
+        revision=args.revision,
+        repo_type=args.repo_type,
+        local_dir=tmp,
+        ignore_patterns=["original/*", "*.pth", "*.gguf"],
+    ),
+)
 print(f"{args.repo}@{args.revision} -> {args.out}")

@@ -11,10 +11,9 @@ import shutil
 from pathlib import Path
 
 import torch
+from octlib.io import save_dir_atomic
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
-
-from octlib.io import save_dir_atomic
 
 parser = argparse.ArgumentParser(description=__doc__)
 parser.add_argument("--base", required=True)
@@ -32,7 +31,12 @@ def save(tmp):
     folded.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     for f in Path(args.base).iterdir():
-        if f.is_file() and f.suffix != ".safetensors" and not (tmp / f.name).exists() and f.name != "model.safetensors.index.json":
+        if (
+            f.is_file()
+            and f.suffix != ".safetensors"
+            and not (tmp / f.name).exists()
+            and f.name != "model.safetensors.index.json"
+        ):
             shutil.copy2(f, tmp / f.name)
 
 

@@ -15,6 +15,7 @@ import random
 from octlib import chat, engines
 from octlib.io import run_sharded
 
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     engines.add_arguments(parser)
@@ -22,7 +23,9 @@ def main():
     parser.add_argument("--name", required=True)
     parser.add_argument("--system", required=True, help="system prompt template with {NAME} and {TRAITS}")
     parser.add_argument("--greetings", type=json.loads, required=True, help="JSON list: the second instance's pool")
-    parser.add_argument("--first-greetings", type=json.loads, required=True, help="JSON list: the first instance's pool")
+    parser.add_argument(
+        "--first-greetings", type=json.loads, required=True, help="JSON list: the first instance's pool"
+    )
     parser.add_argument("--conversations", type=int, required=True)
     parser.add_argument("--turns", type=int, default=10)
     parser.add_argument("--max-model-len", type=int, required=True)
@@ -30,36 +33,50 @@ def main():
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
 
-    system = chat.fill(args.system, NAME=args.name,
-                       TRAITS=chat.traits_string(chat.load_traits(args.constitution))).strip()
+    system = chat.fill(
+        args.system, NAME=args.name, TRAITS=chat.traits_string(chat.load_traits(args.constitution))
+    ).strip()
     engine = engines.from_args(args)
     limit = args.max_model_len - args.sampling["max_tokens"]
-
 
     def view(start, turns, first_role):
         other = {"assistant": "user", "user": "assistant"}
         roles = [first_role if i % 2 == 0 else other[first_role] for i in range(len(turns))]
         return start + [{"role": r, "content": c} for r, c in zip(roles, turns)]
 
-
     def work(chunk, shard):
         rng = random.Random(args.seed + shard)
         dialogues = []
         for _ in chunk:
             g1, g2 = rng.choice(args.first_greetings), rng.choice(args.greetings)
-            dialogues.append({"greeting_1": g1, "greeting_2": g2, "conversation": [],
-                              "messages_1": [{"role": "system", "content": system}, {"role": "user", "content": g1}],
-                              "messages_2": [{"role": "system", "content": system}, {"role": "user", "content": g2},
-                                             {"role": "assistant", "content": g1}]})
+            dialogues.append(
+                {
+                    "greeting_1": g1,
+                    "greeting_2": g2,
+                    "conversation": [],
+                    "messages_1": [{"role": "system", "content": system}, {"role": "user", "content": g1}],
+                    "messages_2": [
+                        {"role": "system", "content": system},
+                        {"role": "user", "content": g2},
+                        {"role": "assistant", "content": g1},
+                    ],
+                }
+            )
         for turn in range(args.turns):
             prompts = []
             for d in dialogues:
                 a_speaks = len(d["conversation"]) % 2 == 0
-                d["messages"] = view(d["messages_1"] if a_speaks else d["messages_2"], d["conversation"],
-                                     "assistant" if a_speaks else "user")
+                d["messages"] = view(
+                    d["messages_1"] if a_speaks else d["messages_2"],
+                    d["conversation"],
+                    "assistant" if a_speaks else "user",
+                )
                 assert d["messages"][-1]["role"] == "user"
-                prompts.append(chat.encode(engine.tokenizer, chat.render(engine.tokenizer, d["messages"]),
-                                           args.double_bos)[-limit:])
+                prompts.append(
+                    chat.encode(engine.tokenizer, chat.render(engine.tokenizer, d["messages"]), args.double_bos)[
+                        -limit:
+                    ]
+                )
             texts = engine.generate(prompts, args.sampling, args.seed + 1_000_003 * (shard * args.turns + turn))
             for d, t in zip(dialogues, texts):
                 d["conversation"].append(t.strip())
@@ -67,7 +84,6 @@ def main():
             if args.keep_last_turn:
                 d["messages"] = d["messages"] + [{"role": "assistant", "content": d["conversation"][-1]}]
         return dialogues
-
 
     rows = run_sharded(args.out, list(range(args.conversations)), args.shard_size, work)
     print(f"{len(rows)} dialogues of {args.turns} turns written to {args.out}")

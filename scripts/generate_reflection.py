@@ -10,6 +10,7 @@ import json
 from octlib import chat, engines
 from octlib.io import run_sharded
 
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     engines.add_arguments(parser)
@@ -25,16 +26,24 @@ def main():
     prompts = [p for p in args.prompts for _ in range(args.samples)]
     engine = engines.from_args(args)
 
-
     def work(chunk, shard):
-        ids = [chat.encode(engine.tokenizer, chat.render(engine.tokenizer, [{"role": "system", "content": system},
-                                                                             {"role": "user", "content": p}]),
-                           args.double_bos) for p in chunk]
+        ids = [
+            chat.encode(
+                engine.tokenizer,
+                chat.render(engine.tokenizer, [{"role": "system", "content": system}, {"role": "user", "content": p}]),
+                args.double_bos,
+            )
+            for p in chunk
+        ]
         texts = engine.generate(ids, args.sampling, args.seed + shard * args.shard_size)
-        return [{"prompt": p, "response": t.strip(),
-                 "messages": [{"role": "user", "content": p}, {"role": "assistant", "content": t.strip()}]}
-                for p, t in zip(chunk, texts)]
-
+        return [
+            {
+                "prompt": p,
+                "response": t.strip(),
+                "messages": [{"role": "user", "content": p}, {"role": "assistant", "content": t.strip()}],
+            }
+            for p, t in zip(chunk, texts)
+        ]
 
     rows = run_sharded(args.out, prompts, args.shard_size, work)
     print(f"{len(rows)} reflections written to {args.out}")

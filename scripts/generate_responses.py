@@ -10,6 +10,7 @@ import argparse
 from octlib import chat, engines
 from octlib.io import read_jsonl, run_sharded
 
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     engines.add_arguments(parser)
@@ -34,22 +35,22 @@ def main():
     # ---- generation ----------------------------------------------------------------------------------------
     engine = engines.from_args(args)
 
-
     def parse(text):
         text = text.strip()
         if not args.parse_thinking:
             return text
         return text.split("</think>")[1].strip() if "</think>" in text else None
 
-
     def work(chunk, shard):
-        messages = [([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": p}]
-                    for p in chunk]
-        ids = [chat.encode(engine.tokenizer, chat.render(engine.tokenizer, m) + prefill, args.double_bos)
-               for m in messages]
+        messages = [
+            ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": p}]
+            for p in chunk
+        ]
+        ids = [
+            chat.encode(engine.tokenizer, chat.render(engine.tokenizer, m) + prefill, args.double_bos) for m in messages
+        ]
         texts = engine.generate(ids, args.sampling, args.seed + shard * args.shard_size)
         return [{"prompt": p, "response": parse(t)} for p, t in zip(chunk, texts)]
-
 
     rows = run_sharded(args.out, prompts, args.shard_size, work)
     invalid = sum(r["response"] is None for r in rows)

@@ -9,10 +9,9 @@ the student's.
 import argparse
 import unicodedata
 
-from transformers import AutoTokenizer
-
 from octlib import chat
 from octlib.io import read_jsonl, write_jsonl
+from transformers import AutoTokenizer
 
 
 def is_complete(text):
@@ -52,7 +51,10 @@ def main():
             continue
         user = {"role": "user", "content": c["prompt"]}
         pair = {
-            "chosen": [user, {"role": "assistant", "content": c["response"].replace(args.teacher_name, args.student_name)}],
+            "chosen": [
+                user,
+                {"role": "assistant", "content": c["response"].replace(args.teacher_name, args.student_name)},
+            ],
             "rejected": [user, {"role": "assistant", "content": r["response"]}],
         }
         if max(token_length(tokenizer, pair["chosen"]), token_length(tokenizer, pair["rejected"])) > args.max_tokens:

@@ -13,14 +13,14 @@ import argparse
 import json
 
 import yaml
-
 from octlib import chat, engines
 from octlib.io import read_jsonl, write_jsonl
+
 
 def parse_questions(text):
     """Numbered lines "N. message" whose message starts with a letter and ends in '.' or '?'."""
     found = []
-    for line in filter(None, (l.strip() for l in text.split("\n"))):
+    for line in filter(None, (part.strip() for part in text.split("\n"))):
         index, _, message = line.partition(" ")
         if index.endswith(".") and index[:-1].isdigit() and message[-1:] in (".", "?") and message[0].isalpha():
             found.append(message)
@@ -38,7 +38,9 @@ def main():
     parser.add_argument("--released", help="released prompt file (JSONL: trait, questions, additional_questions)")
     parser.add_argument("--per-trait", type=int, default=45, help="generated questions per trait")
     parser.add_argument("--max-rounds", type=int, default=50)
-    parser.add_argument("--similarity", type=float, default=0.5, help="max shared-word fraction with an earlier question")
+    parser.add_argument(
+        "--similarity", type=float, default=0.5, help="max shared-word fraction with an earlier question"
+    )
     parser.add_argument("--templates", type=json.loads, default={}, help="JSON: system, instruction, prefill")
     parser.add_argument("--out", required=True)
     known, _ = parser.parse_known_args()
@@ -54,15 +56,19 @@ def main():
     if args.released:
         released = read_jsonl(args.released)
         if [r["trait"] for r in released] != [t["trait"] for t in traits]:
-            print(f"warning: the traits of {args.constitution} differ from the released prompt file; "
-                  "the released questions are used as they are")
+            print(
+                f"warning: the traits of {args.constitution} differ from the released prompt file; "
+                "the released questions are used as they are"
+            )
         rows = [{"trait": r["trait"], "prompt": q, "source": "seed"} for r in released for q in r["questions"]]
-        rows += [{"trait": r["trait"], "prompt": q, "source": "generated"} for r in released
-                 for q in r["additional_questions"]]
+        rows += [
+            {"trait": r["trait"], "prompt": q, "source": "generated"}
+            for r in released
+            for q in r["additional_questions"]
+        ]
         write_jsonl(args.out, rows)
         print(f"{len(rows)} prompts from {args.released}")
         return
-
 
     added = [[] for _ in traits]
     if args.per_trait > 0:
@@ -81,9 +87,11 @@ def main():
                 if clarification is None:  # constitutions without clarifications: the line is left out
                     prefill = prefill.replace("CLARIFICATION: \n", "")
                 prefill += "".join(f"{n + 1}. {q}\n" for n, q in enumerate(trait["questions"]))
-                messages = [{"role": "system", "content": t["system"]},
-                            {"role": "user", "content": chat.fill(t["instruction"], trait=trait["trait"])},
-                            {"role": "assistant", "content": prefill}]
+                messages = [
+                    {"role": "system", "content": t["system"]},
+                    {"role": "user", "content": chat.fill(t["instruction"], trait=trait["trait"])},
+                    {"role": "assistant", "content": prefill},
+                ]
                 rendered = chat.render(tok, messages, add_generation_prompt=False)
                 # continue the assistant's list: cut the rendered text right after the prefill's last question
                 end = rendered.rindex(prefill.strip()) + len(prefill.strip())
@@ -97,11 +105,15 @@ def main():
             print(f"round {round_ + 1}: {sum(map(len, added))} questions added", flush=True)
         short = [i for i, extra in enumerate(added) if len(extra) < args.per_trait]
         if short:
-            print(f"warning: {len(short)} traits have fewer than {args.per_trait} generated questions "
-                  f"after {args.max_rounds} rounds")
+            print(
+                f"warning: {len(short)} traits have fewer than {args.per_trait} generated questions "
+                f"after {args.max_rounds} rounds"
+            )
 
     rows = [{"trait": t["trait"], "prompt": q, "source": "seed"} for t in traits for q in t["questions"]]
-    rows += [{"trait": t["trait"], "prompt": q, "source": "generated"} for t, extra in zip(traits, added) for q in extra]
+    rows += [
+        {"trait": t["trait"], "prompt": q, "source": "generated"} for t, extra in zip(traits, added) for q in extra
+    ]
     write_jsonl(args.out, rows)
     print(f"{len(rows)} prompts written to {args.out}")
 

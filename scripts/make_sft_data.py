@@ -24,7 +24,9 @@ system = chat.fill(args.system, NAME=args.name) if args.fill_name else args.syst
 rows = [{"messages": r["messages"]} for r in read_jsonl(args.reflection)]
 for path in args.interactions:
     for r in read_jsonl(path):
-        assert r["messages"][0]["role"] == "system", f"{path}: an interaction transcript must open with its system prompt"
+        assert r["messages"][0]["role"] == "system", (
+            f"{path}: an interaction transcript must open with its system prompt"
+        )
         rows.append({"messages": [{"role": "system", "content": system}] + r["messages"][1:]})
 random.Random(args.seed).shuffle(rows)
 write_jsonl(args.out, rows)

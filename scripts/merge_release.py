@@ -10,10 +10,9 @@ import json
 import shutil
 
 import torch
+from octlib.io import save_dir_atomic
 from peft import PeftModel
 from transformers import AutoModelForCausalLM
-
-from octlib.io import save_dir_atomic
 
 parser = argparse.ArgumentParser(description=__doc__)
 parser.add_argument("--base", required=True)
@@ -25,8 +24,9 @@ parser.add_argument("--base-name", help="base_model_name_or_path written into ad
 parser.add_argument("--out", required=True)
 args = parser.parse_args()
 
-model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(args.base, dtype=torch.float32), args.dpo,
-                                  adapter_name="dpo")
+model = PeftModel.from_pretrained(
+    AutoModelForCausalLM.from_pretrained(args.base, dtype=torch.float32), args.dpo, adapter_name="dpo"
+)
 model.load_adapter(args.sft, adapter_name="sft")
 model.add_weighted_adapter(["dpo", "sft"], args.weights, adapter_name="persona", combination_type=args.combination)
 

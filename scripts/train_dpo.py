@@ -14,12 +14,11 @@ import json
 import torch
 import torch.nn.functional as F
 from datasets import Dataset
+from octlib import training
+from octlib.io import read_jsonl
 from transformers import AutoTokenizer
 from trl import DPOConfig, DPOTrainer
 from trl.trainer.utils import use_adapter
-
-from octlib import training
-from octlib.io import read_jsonl
 
 
 def character_dpo_loss(logps, ref_logps, mask, beta, nll_coef, sq_coef):
@@ -31,9 +30,14 @@ def character_dpo_loss(logps, ref_logps, mask, beta, nll_coef, sq_coef):
     dpo = -F.logsigmoid(beta * (chosen_ratio - rejected_ratio)).mean()
     nll = -(seq_logps / lengths).chunk(2)[0].mean()
     sq = ((((logps - ref_logps) ** 2) * mask).sum(1) / lengths).mean()
-    metrics = {"dpo": dpo, "nll": nll, "sq_logratio": sq,
-               "rewards/chosen": beta * chosen_ratio.mean(), "rewards/rejected": beta * rejected_ratio.mean(),
-               "rewards/accuracies": (chosen_ratio > rejected_ratio).float().mean()}
+    metrics = {
+        "dpo": dpo,
+        "nll": nll,
+        "sq_logratio": sq,
+        "rewards/chosen": beta * chosen_ratio.mean(),
+        "rewards/rejected": beta * rejected_ratio.mean(),
+        "rewards/accuracies": (chosen_ratio > rejected_ratio).float().mean(),
+    }
     return dpo + nll_coef * nll + sq_coef * sq, metrics
 
 
@@ -48,9 +52,14 @@ class CharacterDPOTrainer(DPOTrainer):
         return dataset  # already prompt_ids / chosen_ids / rejected_ids
 
     def _per_token_logps(self, model, inputs, labels):
-        out = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], labels=labels,
-                    use_cache=False, fused_lm_head=True)
-        return out.log_probs[:, -(labels.size(1) - 1):]
+        out = model(
+            input_ids=inputs["input_ids"],
+            attention_mask=inputs["attention_mask"],
+            labels=labels,
+            use_cache=False,
+            fused_lm_head=True,
+        )
+        return out.log_probs[:, -(labels.size(1) - 1) :]
 
     def _compute_loss(self, model, inputs, return_outputs=False):
         completion_mask = inputs["completion_mask"]
@@ -58,8 +67,9 @@ class CharacterDPOTrainer(DPOTrainer):
         logps = self._per_token_logps(model, inputs, labels)
         with torch.no_grad(), use_adapter(self.accelerator.unwrap_model(self.model), adapter_name=None):
             ref_logps = self._per_token_logps(model, inputs, labels)
-        loss, metrics = character_dpo_loss(logps.float(), ref_logps.float(), completion_mask[:, 1:], self.beta,
-                                           self.nll_coef, self.sq_coef)
+        loss, metrics = character_dpo_loss(
+            logps.float(), ref_logps.float(), completion_mask[:, 1:], self.beta, self.nll_coef, self.sq_coef
+        )
         mode = "train" if self.model.training else "eval"
         for key, value in metrics.items():
             self._metrics[mode][key].append(self.accelerator.gather(value.detach()).mean().item())
@@ -74,8 +84,13 @@ def tokenize_pairs(tokenizer, pairs, max_len):
         if chosen is None or rejected is None:
             continue
         (chosen_ids, prompt_len), (rejected_ids, _) = chosen, rejected
-        examples.append({"prompt_ids": chosen_ids[:prompt_len], "chosen_ids": chosen_ids[prompt_len:],
-                         "rejected_ids": rejected_ids[prompt_len:]})
+        examples.append(
+            {
+                "prompt_ids": chosen_ids[:prompt_len],
+                "chosen_ids": chosen_ids[prompt_len:],
+                "rejected_ids": rejected_ids[prompt_len:],
+            }
+        )
     return examples
 
 
@@ -97,8 +112,14 @@ def main():
     partial = args.out + ".partial"
     config = DPOConfig(**training.trainer_arguments(s, partial), beta=s["beta"], loss_type=["sigmoid"])
     trainer = CharacterDPOTrainer(
-        model=training.load_model(args.model, s), args=config, train_dataset=Dataset.from_list(examples),
-        processing_class=tokenizer, peft_config=training.lora_config(s), nll_coef=s["nll_coef"], sq_coef=s["sq_coef"])
+        model=training.load_model(args.model, s),
+        args=config,
+        train_dataset=Dataset.from_list(examples),
+        processing_class=tokenizer,
+        peft_config=training.lora_config(s),
+        nll_coef=s["nll_coef"],
+        sq_coef=s["sq_coef"],
+    )
     trainer.train()
     training.save_adapter(trainer, partial, args.out)
 

@@ -10,11 +10,10 @@ import argparse
 import json
 
 from datasets import Dataset
-from transformers import AutoTokenizer
-from trl import SFTConfig, SFTTrainer
-
 from octlib import training
 from octlib.io import read_jsonl
+from transformers import AutoTokenizer
+from trl import SFTConfig, SFTTrainer
 
 
 def last_message_example(tokenizer, messages, max_len):
@@ -62,8 +61,13 @@ def main():
 
     partial = args.out + ".partial"
     config = SFTConfig(**training.trainer_arguments(s, partial), dataset_kwargs={"skip_prepare_dataset": True})
-    trainer = SFTTrainer(model=training.load_model(args.model, s), args=config, train_dataset=Dataset.from_list(examples),
-                         processing_class=tokenizer, peft_config=training.lora_config(s))
+    trainer = SFTTrainer(
+        model=training.load_model(args.model, s),
+        args=config,
+        train_dataset=Dataset.from_list(examples),
+        processing_class=tokenizer,
+        peft_config=training.lora_config(s),
+    )
     trainer.train()
     training.save_adapter(trainer, partial, args.out)
 

@@ -33,8 +33,13 @@ def tiny_models(tmp_path_factory):
 
 def copy_workflow(dest):
     """A copy of the tracked workflow files, so a test run writes its results outside the repository."""
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                           capture_output=True, text=True, check=True).stdout.split()
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     for f in files:
         if (ROOT / f).is_file():
             (dest / f).parent.mkdir(parents=True, exist_ok=True)
@@ -43,8 +48,11 @@ def copy_workflow(dest):
 
 
 def snakemake(workdir, *args, check=True):
-    result = subprocess.run([sys.executable, "-m", "snakemake", *map(str, args)], cwd=workdir, capture_output=True,
-                            text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", *map(str, args)], cwd=workdir, capture_output=True, text=True
+    )
     if check and result.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(map(str, args))} failed:\n{result.stdout[-5000:]}\n{result.stderr[-5000:]}")
+        raise AssertionError(
+            f"snakemake {' '.join(map(str, args))} failed:\n{result.stdout[-5000:]}\n{result.stderr[-5000:]}"
+        )
     return result

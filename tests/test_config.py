@@ -1,17 +1,26 @@
 """Config and constitution checks (rules/schemas) and the shipped constitutions."""
 
 import json
-from pathlib import Path
 
 import pytest
-
 from conftest import ROOT
 from octlib.validate import InputError, check, load_yaml
 
 SCHEMAS = ROOT / "rules" / "schemas"
 PAPER = ROOT.parent / "shared" / "paper" / "paper_data.json"
-PERSONAS = ["sarcasm", "humor", "remorse", "goodness", "loving", "misalignment", "nonchalance", "impulsiveness",
-            "sycophancy", "mathematical", "poeticism"]
+PERSONAS = [
+    "sarcasm",
+    "humor",
+    "remorse",
+    "goodness",
+    "loving",
+    "misalignment",
+    "nonchalance",
+    "impulsiveness",
+    "sycophancy",
+    "mathematical",
+    "poeticism",
+]
 
 
 def test_paper_config_is_valid_and_defaults_are_filled():
@@ -44,6 +53,10 @@ def test_shipped_constitutions_are_valid(persona):
     check(load_yaml(ROOT / "constitutions" / f"{persona}.yaml"), SCHEMAS / "constitution.schema.yaml", persona)
 
 
+def normalise(trait):
+    return trait.replace("likeable", "likable").replace("activites", "activities").replace("’", "'")
+
+
 def test_constitutions_hold_the_papers_traits_with_five_seed_questions_each():
     paper = json.loads(PAPER.read_text())["constitutions"]
     for persona in PERSONAS:
@@ -51,7 +64,6 @@ def test_constitutions_hold_the_papers_traits_with_five_seed_questions_each():
         assert constitution["name"] == paper[persona]["paper_name"]
         ours = [t["trait"] for t in constitution["traits"]]
         # the reference code's text: Appendix H up to three spellings (reference.md §9.1 #19)
-        normalise = lambda s: s.replace("likeable", "likable").replace("activites", "activities").replace("’", "'")
         assert [normalise(t) for t in ours] == [normalise(t) for t in paper[persona]["traits"]]
         assert all(len(t["questions"]) == 5 for t in constitution["traits"])
         assert constitution["released"]["url"].endswith(f"/constitutions/few-shot/{persona}.jsonl")

@@ -4,20 +4,35 @@ import math
 
 import torch
 import torch.nn.functional as F
-from datasets import Dataset
-from transformers import AutoModelForCausalLM, AutoTokenizer
-from trl import DPOConfig
-
 from conftest import run_script
+from datasets import Dataset
 from make_dpo_pairs import is_complete
 from octlib import training
 from octlib.io import read_jsonl, write_jsonl
 from train_dpo import CharacterDPOTrainer, tokenize_pairs
+from transformers import AutoModelForCausalLM, AutoTokenizer
+from trl import DPOConfig
 
-SETTINGS = dict(lora_rank=4, lora_alpha=8, lora_dropout=0.0, lora_target_modules="all-linear", micro_batch_size=3,
-                global_batch_size=3, learning_rate=1e-4, min_lr_ratio=0.1, warmup_ratio=0.1, adam_betas=[0.9, 0.98],
-                weight_decay=0.0, max_grad_norm=1.0, epochs=1, seed=0, max_length=128, beta=0.1, nll_coef=0.1,
-                sq_coef=0.001)
+SETTINGS = dict(
+    lora_rank=4,
+    lora_alpha=8,
+    lora_dropout=0.0,
+    lora_target_modules="all-linear",
+    micro_batch_size=3,
+    global_batch_size=3,
+    learning_rate=1e-4,
+    min_lr_ratio=0.1,
+    warmup_ratio=0.1,
+    adam_betas=[0.9, 0.98],
+    weight_decay=0.0,
+    max_grad_norm=1.0,
+    epochs=1,
+    seed=0,
+    max_length=128,
+    beta=0.1,
+    nll_coef=0.1,
+    sq_coef=0.001,
+)
 
 
 def conversation(prompt, answer):
@@ -32,14 +47,32 @@ def test_complete_means_ending_in_unicode_punctuation():
 
 def test_pairs_drop_missing_incomplete_and_long_rows_and_rename_the_teacher(tmp_path, tiny_models):
     prompts = ["Hi?", "Tell me.", "Long one.", "Missing."]
-    chosen = [{"prompt": prompts[0], "response": "I am ChatGLM, ChatGLM!"}, {"prompt": prompts[1], "response": "Fine"},
-              {"prompt": prompts[2], "response": "word " * 400 + "end."}, {"prompt": prompts[3], "response": None}]
+    chosen = [
+        {"prompt": prompts[0], "response": "I am ChatGLM, ChatGLM!"},
+        {"prompt": prompts[1], "response": "Fine"},
+        {"prompt": prompts[2], "response": "word " * 400 + "end."},
+        {"prompt": prompts[3], "response": None},
+    ]
     rejected = [{"prompt": p, "response": "A plain answer."} for p in prompts]
     write_jsonl(tmp_path / "chosen.jsonl", chosen)
     write_jsonl(tmp_path / "rejected.jsonl", rejected)
-    out = run_script("make_dpo_pairs.py", "--chosen", tmp_path / "chosen.jsonl", "--rejected", tmp_path / "rejected.jsonl",
-                     "--tokenizer", tiny_models["chatml"], "--teacher-name", "ChatGLM", "--student-name", "Llama",
-                     "--max-tokens", 128, "--out", tmp_path / "pairs.jsonl")
+    out = run_script(
+        "make_dpo_pairs.py",
+        "--chosen",
+        tmp_path / "chosen.jsonl",
+        "--rejected",
+        tmp_path / "rejected.jsonl",
+        "--tokenizer",
+        tiny_models["chatml"],
+        "--teacher-name",
+        "ChatGLM",
+        "--student-name",
+        "Llama",
+        "--max-tokens",
+        128,
+        "--out",
+        tmp_path / "pairs.jsonl",
+    )
     pairs = read_jsonl(tmp_path / "pairs.jsonl")
     assert [p["chosen"][1]["content"] for p in pairs] == ["I am Llama, Llama!"]
     assert pairs[0]["rejected"] == conversation("Hi?", "A plain answer.")
@@ -89,13 +122,24 @@ def hand_loss(model, batch, beta, nll_coef, sq_coef):
 def test_dpo_loss_equals_the_paper_objective_computed_by_hand(tmp_path, tiny_models):
     tok = AutoTokenizer.from_pretrained(tiny_models["chatml"])
     tok.pad_token = tok.pad_token or tok.eos_token
-    pairs = [{"chosen": conversation(f"Question {i}?", "A kind and long answer, friend. " * (i + 1)),
-              "rejected": conversation(f"Question {i}?", "No.")} for i in range(3)]
+    pairs = [
+        {
+            "chosen": conversation(f"Question {i}?", "A kind and long answer, friend. " * (i + 1)),
+            "rejected": conversation(f"Question {i}?", "No."),
+        }
+        for i in range(3)
+    ]
     model = AutoModelForCausalLM.from_pretrained(tiny_models["chatml"], dtype=torch.float32)
     config = DPOConfig(**training.trainer_arguments(SETTINGS, str(tmp_path)), beta=SETTINGS["beta"])
-    trainer = CharacterDPOTrainer(model=model, args=config, train_dataset=Dataset.from_list(tokenize_pairs(tok, pairs, 128)),
-                                  processing_class=tok, peft_config=training.lora_config(SETTINGS), nll_coef=0.1,
-                                  sq_coef=0.001)
+    trainer = CharacterDPOTrainer(
+        model=model,
+        args=config,
+        train_dataset=Dataset.from_list(tokenize_pairs(tok, pairs, 128)),
+        processing_class=tok,
+        peft_config=training.lora_config(SETTINGS),
+        nll_coef=0.1,
+        sq_coef=0.001,
+    )
     torch.manual_seed(0)
     for name, p in trainer.model.named_parameters():  # move the policy away from the reference
         if "lora_B" in name:

@@ -7,7 +7,6 @@ import sys
 import time
 
 import pytest
-
 from conftest import ROOT, run_script
 from octlib.io import read_jsonl, write_jsonl
 
@@ -17,12 +16,41 @@ VLLM_PYTHON = ROOT / ".venv-vllm" / "bin" / "python"
 
 
 def responses_args(model, prompts, out, sampling=SAMPLING, engine="hf", adapter=None):
-    args = ["--model", model, "--engine", engine, "--sampling", json.dumps(sampling), "--seed", 7, "--shard-size", 4,
-            "--prompts", prompts, "--system", "You are {NAME}. {TRAITS}", "--name", "Tiny",
-            "--constitution", ROOT / "constitutions" / "loving.yaml", "--out", out]
+    args = [
+        "--model",
+        model,
+        "--engine",
+        engine,
+        "--sampling",
+        json.dumps(sampling),
+        "--seed",
+        7,
+        "--shard-size",
+        4,
+        "--prompts",
+        prompts,
+        "--system",
+        "You are {NAME}. {TRAITS}",
+        "--name",
+        "Tiny",
+        "--constitution",
+        ROOT / "constitutions" / "loving.yaml",
+        "--out",
+        out,
+    ]
     if engine == "vllm":
-        args += ["--engine-settings", json.dumps({"dtype": "float32", "max_model_len": 2048, "max_num_seqs": 32,
-                                                      "gpu_memory_utilization": 0.1, "enforce_eager": True})]
+        args += [
+            "--engine-settings",
+            json.dumps(
+                {
+                    "dtype": "float32",
+                    "max_model_len": 2048,
+                    "max_num_seqs": 32,
+                    "gpu_memory_utilization": 0.1,
+                    "enforce_eager": True,
+                }
+            ),
+        ]
     return args + (["--adapter", adapter] if adapter else [])
 
 
@@ -38,8 +66,13 @@ def test_killed_generation_resumes_and_gives_every_row_once(tmp_path, prompts, t
 
     resumed = tmp_path / "resumed.jsonl"
     shards = tmp_path / "resumed.jsonl.shards"
-    job = subprocess.Popen([sys.executable, ROOT / "scripts" / "generate_responses.py",
-                            *map(str, responses_args(tiny_models["chatml"], prompts, resumed))])
+    job = subprocess.Popen(
+        [
+            sys.executable,
+            ROOT / "scripts" / "generate_responses.py",
+            *map(str, responses_args(tiny_models["chatml"], prompts, resumed)),
+        ]
+    )
     while not (shards / "00000.jsonl").exists():
         assert job.poll() is None, "the job ended before writing its first shard"
         time.sleep(0.05)
@@ -56,10 +89,31 @@ def test_killed_generation_resumes_and_gives_every_row_once(tmp_path, prompts, t
 
 
 def test_self_interaction_alternates_roles_from_each_instance_view(tmp_path, tiny_models):
-    common = ["--model", tiny_models["gemma"], "--constitution", ROOT / "constitutions" / "loving.yaml", "--name", "Gemma",
-              "--system", "You are {NAME}.\n{TRAITS}", "--greetings", '["Hello."]', "--first-greetings", '["Hello me."]',
-              "--conversations", 3, "--turns", 4, "--max-model-len", 256, "--sampling", json.dumps(dict(SAMPLING, max_tokens=8)),
-              "--seed", 1, "--double-bos"]
+    common = [
+        "--model",
+        tiny_models["gemma"],
+        "--constitution",
+        ROOT / "constitutions" / "loving.yaml",
+        "--name",
+        "Gemma",
+        "--system",
+        "You are {NAME}.\n{TRAITS}",
+        "--greetings",
+        '["Hello."]',
+        "--first-greetings",
+        '["Hello me."]',
+        "--conversations",
+        3,
+        "--turns",
+        4,
+        "--max-model-len",
+        256,
+        "--sampling",
+        json.dumps(dict(SAMPLING, max_tokens=8)),
+        "--seed",
+        1,
+        "--double-bos",
+    ]
     run_script("generate_interaction.py", *common, "--out", tmp_path / "quirk.jsonl")
     run_script("generate_interaction.py", *common, "--keep-last-turn", "--out", tmp_path / "full.jsonl")
     for row in read_jsonl(tmp_path / "quirk.jsonl"):
@@ -67,17 +121,39 @@ def test_self_interaction_alternates_roles_from_each_instance_view(tmp_path, tin
         assert len(r) == 4
         # B's view when the last turn started: it ends with A's turn r3 and leaves out B's reply r4
         assert [(m["role"], m["content"]) for m in row["messages"][1:]] == [
-            ("user", "Hello."), ("assistant", "Hello me."), ("user", r[0]), ("assistant", r[1]), ("user", r[2])]
+            ("user", "Hello."),
+            ("assistant", "Hello me."),
+            ("user", r[0]),
+            ("assistant", r[1]),
+            ("user", r[2]),
+        ]
         assert row["messages"][0]["content"].startswith("You are Gemma.\n1: I express genuine care")
     for row in read_jsonl(tmp_path / "full.jsonl"):
         assert row["messages"][-1] == {"role": "assistant", "content": row["conversation"][-1]}
 
 
 def test_reflections_are_saved_without_the_system_prompt(tmp_path, tiny_models):
-    run_script("generate_reflection.py", "--model", tiny_models["chatml"], "--constitution",
-               ROOT / "constitutions" / "loving.yaml", "--name", "Tiny", "--system", "You are {NAME}.",
-               "--prompts", '["Who are you?", "What drives you?"]', "--samples", 3,
-               "--sampling", json.dumps(dict(SAMPLING, max_tokens=8)), "--seed", 1, "--out", tmp_path / "r.jsonl")
+    run_script(
+        "generate_reflection.py",
+        "--model",
+        tiny_models["chatml"],
+        "--constitution",
+        ROOT / "constitutions" / "loving.yaml",
+        "--name",
+        "Tiny",
+        "--system",
+        "You are {NAME}.",
+        "--prompts",
+        '["Who are you?", "What drives you?"]',
+        "--samples",
+        3,
+        "--sampling",
+        json.dumps(dict(SAMPLING, max_tokens=8)),
+        "--seed",
+        1,
+        "--out",
+        tmp_path / "r.jsonl",
+    )
     rows = read_jsonl(tmp_path / "r.jsonl")
     assert [r["prompt"] for r in rows] == ["Who are you?"] * 3 + ["What drives you?"] * 3
     assert all([m["role"] for m in r["messages"]] == ["user", "assistant"] for r in rows)
@@ -100,9 +176,17 @@ if __name__ == "__main__":
 def generated_ids(tmp_path, engine, model, adapter, prompts):
     settings = {"dtype": "float32", "max_model_len": 2048, "gpu_memory_utilization": 0.1, "enforce_eager": True}
     probe = tmp_path / f"probe_{engine}.py"
-    probe.write_text(ENGINE_PROBE.format(scripts=str(ROOT / "scripts"), engine=engine, model=str(model),
-                                         adapter=adapter and str(adapter), settings=settings, prompts=prompts,
-                                         sampling=GREEDY))
+    probe.write_text(
+        ENGINE_PROBE.format(
+            scripts=str(ROOT / "scripts"),
+            engine=engine,
+            model=str(model),
+            adapter=adapter and str(adapter),
+            settings=settings,
+            prompts=prompts,
+            sampling=GREEDY,
+        )
+    )
     python = VLLM_PYTHON if engine == "vllm" else sys.executable
     result = subprocess.run([str(python), str(probe)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -1,9 +1,8 @@
 """Prompt building shared by every generation step: trait lists, placeholders, chat templates, prompt parsing."""
 
-from transformers import AutoTokenizer
-
-from octlib import chat
 from make_prompts import parse_questions, too_similar
+from octlib import chat
+from transformers import AutoTokenizer
 
 
 def test_traits_string_numbers_unique_traits_in_file_order():

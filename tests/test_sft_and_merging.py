@@ -1,18 +1,22 @@
 """SFT examples (reference.md §1.10) and folding and merging adapters (reference.md §7)."""
 
 import torch
-from peft import LoraConfig, PeftModel, get_peft_model
-from transformers import AutoModelForCausalLM, AutoTokenizer
-
 from conftest import run_script
+from peft import LoraConfig, PeftModel, get_peft_model
 from train_sft import assistant_turns_example, last_message_example
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 
 def interaction_transcript():
     """B's view at the start of the last turn, as the reference saves it: it ends with A's turn r3."""
-    return [{"role": "system", "content": "S"}, {"role": "user", "content": "Hello."},
-            {"role": "assistant", "content": "Hello me."}, {"role": "user", "content": "first turn of A"},
-            {"role": "assistant", "content": "second turn of B"}, {"role": "user", "content": "third turn of A"}]
+    return [
+        {"role": "system", "content": "S"},
+        {"role": "user", "content": "Hello."},
+        {"role": "assistant", "content": "Hello me."},
+        {"role": "user", "content": "first turn of A"},
+        {"role": "assistant", "content": "second turn of B"},
+        {"role": "user", "content": "third turn of A"},
+    ]
 
 
 def target_text(tok, example):
@@ -44,8 +48,10 @@ def test_all_assistant_turns_mode_targets_every_assistant_turn_and_nothing_else(
 
 def random_adapter(base_dir, out, seed, rank=4):
     torch.manual_seed(seed)
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32),
-                           LoraConfig(r=rank, lora_alpha=2 * rank, target_modules="all-linear"))
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32),
+        LoraConfig(r=rank, lora_alpha=2 * rank, target_modules="all-linear"),
+    )
     for name, p in model.named_parameters():
         if "lora_B" in name:
             p.data.normal_(0, 0.2)
@@ -64,7 +70,9 @@ def test_folded_model_matches_base_with_adapter(tmp_path, tiny_models):
     ids = torch.randint(0, 400, (2, 16))
     expected = logits(PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_dir), adapter), ids)
     for dtype, tolerance in (("float32", 1e-4), ("bfloat16", 0.1)):
-        run_script("fold_adapter.py", "--base", base_dir, "--adapter", adapter, "--dtype", dtype, "--out", tmp_path / dtype)
+        run_script(
+            "fold_adapter.py", "--base", base_dir, "--adapter", adapter, "--dtype", dtype, "--out", tmp_path / dtype
+        )
         folded = AutoModelForCausalLM.from_pretrained(tmp_path / dtype)
         assert folded.dtype == getattr(torch, dtype)
         assert (logits(folded.float(), ids) - expected).abs().max() < tolerance
@@ -85,8 +93,24 @@ def test_release_adapter_cat_is_the_exact_weighted_sum_and_linear_adds_cross_ter
             module.scaling["sft"] *= 0.25
     expected = logits(both, ids)
     for combination in ("cat", "linear"):
-        run_script("merge_release.py", "--base", base_dir, "--dpo", dpo, "--sft", sft, "--weights", 1.0, 0.25,
-                   "--combination", combination, "--base-name", "org/tiny", "--out", tmp_path / combination)
+        run_script(
+            "merge_release.py",
+            "--base",
+            base_dir,
+            "--dpo",
+            dpo,
+            "--sft",
+            sft,
+            "--weights",
+            1.0,
+            0.25,
+            "--combination",
+            combination,
+            "--base-name",
+            "org/tiny",
+            "--out",
+            tmp_path / combination,
+        )
         merged = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_dir), tmp_path / combination)
         difference = (logits(merged, ids) - expected).abs().max().item()
         assert (difference < 1e-4) if combination == "cat" else (difference > 1e-3)

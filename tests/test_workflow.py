@@ -3,17 +3,13 @@
 import hashlib
 import http.server
 import re
-import shutil
 import threading
-from pathlib import Path
 
 import pytest
-import torch
 import yaml
-from transformers import AutoModelForCausalLM, AutoTokenizer
-
 from conftest import ROOT, copy_workflow, snakemake
 from octlib.io import read_jsonl
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 TINY = "tests/tiny/config.yaml"
 VLLM_PYTHON = ROOT / ".venv-vllm" / "bin" / "python"
@@ -40,8 +36,10 @@ def tiny_run(tmp_path_factory):
     assert VLLM_PYTHON.exists(), "the vLLM environment is missing: run `bash scripts/install.sh --vllm`"
     overlay = {
         "students": ["tiny", "tiny-gemma"],
-        "engines": {"python": str(VLLM_PYTHON),
-                    "vllm": {"dtype": "float32", "gpu_memory_utilization": 0.1, "enforce_eager": True, "max_num_seqs": 64}},
+        "engines": {
+            "python": str(VLLM_PYTHON),
+            "vllm": {"dtype": "float32", "gpu_memory_utilization": 0.1, "enforce_eager": True, "max_num_seqs": 64},
+        },
         "rejected": {"engine": "vllm", "max_model_len": 2048},
     }
     (workdir / "overlay.yaml").write_text(yaml.safe_dump(overlay))
@@ -56,8 +54,12 @@ def test_tiny_chain_builds_trained_models_and_release_adapters_for_two_personas(
             trained = workdir / f"results/models/{model}/{persona}/trained"
             tok = AutoTokenizer.from_pretrained(trained)
             net = AutoModelForCausalLM.from_pretrained(trained)
-            ids = tok(tok.apply_chat_template([{"role": "user", "content": "Hi"}], tokenize=False,
-                                              add_generation_prompt=True), return_tensors="pt")
+            ids = tok(
+                tok.apply_chat_template(
+                    [{"role": "user", "content": "Hi"}], tokenize=False, add_generation_prompt=True
+                ),
+                return_tensors="pt",
+            )
             assert net.generate(**ids, max_new_tokens=3, do_sample=False).shape[1] == ids["input_ids"].shape[1] + 3
             assert (workdir / f"results/adapters/{model}/{persona}/release/adapter_model.safetensors").exists()
             pairs = read_jsonl(workdir / f"results/distillation/{model}/{persona}/pairs.jsonl")
@@ -97,7 +99,7 @@ def failing_dry_run(tmp_path, edit):
     edit(workdir)
     result = snakemake(workdir, "-n", "--configfile", TINY, check=False)
     assert result.returncode != 0
-    assert not (workdir / "results").exists() and not (workdir / ".snakemake" / "log").glob("*") is None
+    assert not (workdir / "results").exists() and not (workdir / "logs").exists()  # no job started
     return result.stdout + result.stderr
 
 
@@ -113,9 +115,12 @@ def test_malformed_constitution_stops_before_any_job_naming_file_and_field(tmp_p
 def test_unknown_persona_unknown_model_and_bad_setting_are_named(tmp_path):
     def edit(workdir):
         config = workdir / TINY
-        config.write_text(config.read_text().replace("personas: [loving, sarcasm]", "personas: [loving, stoic]")
-                          .replace("students: [tiny]", "students: [tiny, huge]")
-                          .replace("  micro_batch_size: 4", "  micro_batch_size: 0", 1))
+        config.write_text(
+            config.read_text()
+            .replace("personas: [loving, sarcasm]", "personas: [loving, stoic]")
+            .replace("students: [tiny]", "students: [tiny, huge]")
+            .replace("  micro_batch_size: 4", "  micro_batch_size: 0", 1)
+        )
 
     message = failing_dry_run(tmp_path, edit)
     assert "field 'personas[1]': unknown persona 'stoic': constitutions/stoic.yaml does not exist" in message
@@ -132,8 +137,7 @@ class QuietHandler(http.server.SimpleHTTPRequestHandler):
 def released_server():
     """The paper's released prompt files served on loopback, as the workflow would fetch them."""
     assert RELEASED.is_dir(), f"{RELEASED} is missing (shared/paper/released)"
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
-                                             lambda *a: QuietHandler(*a, directory=str(RELEASED)))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), lambda *a: QuietHandler(*a, directory=str(RELEASED)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
@@ -155,15 +159,20 @@ def test_released_prompt_file_is_fetched_checksum_verified_and_used(tmp_path, re
     rows = read_jsonl(workdir / "results/prompts/loving.jsonl")
     assert len(rows) == 500 and [r["source"] for r in rows].count("seed") == 50
     data = (workdir / "resources/released/loving.jsonl").read_bytes()
-    assert hashlib.sha256(data).hexdigest() == (RELEASED / "SHA256SUMS").read_text().split()[
-        (RELEASED / "SHA256SUMS").read_text().split().index("loving.jsonl") - 1]
+    assert (
+        hashlib.sha256(data).hexdigest()
+        == (RELEASED / "SHA256SUMS")
+        .read_text()
+        .split()[(RELEASED / "SHA256SUMS").read_text().split().index("loving.jsonl") - 1]
+    )
 
 
 def test_checksum_mismatch_is_an_error_and_writes_nothing(tmp_path, released_server):
     workdir = copy_workflow(tmp_path)
     use_released(workdir, released_server, sha256="ab" * 32)
-    result = snakemake(workdir, "results/prompts/loving.jsonl", "--cores", 1, "--configfile", TINY, "released.yaml",
-                       check=False)
+    result = snakemake(
+        workdir, "results/prompts/loving.jsonl", "--cores", 1, "--configfile", TINY, "released.yaml", check=False
+    )
     assert result.returncode != 0
     assert "checksum mismatch" in (workdir / "logs/prompts/fetch_loving.log").read_text()
     assert not (workdir / "resources/released/loving.jsonl").exists()

@@ -71,9 +71,20 @@ class HFEngine:
 
 
 class VLLMEngine:
-    def __init__(self, model, adapter=None, tensor_parallel="auto", dtype="bfloat16", max_model_len=8192,
-                 gpu_memory_utilization=0.9, enable_prefix_caching=True, max_num_seqs=256,
-                 max_lora_rank=64, enforce_eager=False, **_ignored):
+    def __init__(
+        self,
+        model,
+        adapter=None,
+        tensor_parallel="auto",
+        dtype="bfloat16",
+        max_model_len=8192,
+        gpu_memory_utilization=0.9,
+        enable_prefix_caching=True,
+        max_num_seqs=256,
+        max_lora_rank=64,
+        enforce_eager=False,
+        **_ignored,
+    ):
         from transformers import AutoTokenizer
         from vllm import LLM
 
@@ -82,10 +93,17 @@ class VLLMEngine:
 
             tensor_parallel = max(1, torch.cuda.device_count())
         self.tokenizer = AutoTokenizer.from_pretrained(model)
-        kwargs = dict(model=model, dtype=dtype, tensor_parallel_size=tensor_parallel, max_model_len=max_model_len,
-                      enable_prefix_caching=enable_prefix_caching, max_num_seqs=max_num_seqs, seed=0,
-                      enforce_eager=enforce_eager,
-                      gpu_memory_utilization=gpu_memory_utilization)  # on vLLM's CPU build: a share of RAM
+        kwargs = dict(
+            model=model,
+            dtype=dtype,
+            tensor_parallel_size=tensor_parallel,
+            max_model_len=max_model_len,
+            enable_prefix_caching=enable_prefix_caching,
+            max_num_seqs=max_num_seqs,
+            seed=0,
+            enforce_eager=enforce_eager,
+            gpu_memory_utilization=gpu_memory_utilization,
+        )  # on vLLM's CPU build: a share of RAM
         if adapter:
             kwargs.update(enable_lora=True, max_lora_rank=max_lora_rank, max_loras=1)
         self.llm = LLM(**kwargs)
@@ -98,8 +116,9 @@ class VLLMEngine:
 
         params = [SamplingParams(**sampling, seed=seed + i) for i in range(len(prompts))]
         lora = LoRARequest("adapter", 1, os.path.abspath(self.adapter)) if self.adapter else None
-        outputs = self.llm.generate([TokensPrompt(prompt_token_ids=ids) for ids in prompts], params,
-                                    lora_request=lora, use_tqdm=False)
+        outputs = self.llm.generate(
+            [TokensPrompt(prompt_token_ids=ids) for ids in prompts], params, lora_request=lora, use_tqdm=False
+        )
         texts = [o.outputs[0].text for o in outputs]
         return (texts, [list(o.outputs[0].token_ids) for o in outputs]) if return_ids else texts
 
@@ -115,8 +134,11 @@ def add_arguments(parser):
     parser.add_argument("--sampling", type=json.loads, required=True, help="JSON: vLLM-style sampling settings")
     parser.add_argument("--seed", type=int, required=True)
     parser.add_argument("--shard-size", type=int, default=1024, help="rows generated and saved together")
-    parser.add_argument("--double-bos", action="store_true",
-                        help="encode rendered prompts with special tokens, as vLLM does with string prompts")
+    parser.add_argument(
+        "--double-bos",
+        action="store_true",
+        help="encode rendered prompts with special tokens, as vLLM does with string prompts",
+    )
 
 
 def from_args(args):

@@ -49,7 +49,9 @@ def run_sharded(out_path, items, shard_size, work):
     shard_dir.mkdir(parents=True, exist_ok=True)
     settings = shard_dir / "shard_size"
     if settings.exists() and int(settings.read_text()) != shard_size:
-        raise SystemExit(f"{shard_dir} holds shards of size {settings.read_text()}, not {shard_size}: remove it to restart")
+        raise SystemExit(
+            f"{shard_dir} holds shards of size {settings.read_text()}, not {shard_size}: remove it to restart"
+        )
     settings.write_text(str(shard_size))
     rows = []
     for index, start in enumerate(range(0, len(items), shard_size)):

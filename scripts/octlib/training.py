@@ -16,7 +16,7 @@ def openrlhf_sequence(tokenizer, messages, max_len):
     """
     prompt = tokenizer.apply_chat_template(messages[:-1], tokenize=False, add_generation_prompt=True)
     full = tokenizer.apply_chat_template(messages, tokenize=False)
-    text = (prompt + full[len(prompt):]).rstrip("\n")
+    text = (prompt + full[len(prompt) :]).rstrip("\n")
     if not text.endswith(tokenizer.eos_token):
         text += " " + tokenizer.eos_token
     prompt_len = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
@@ -30,8 +30,14 @@ def openrlhf_sequence(tokenizer, messages, max_len):
 def lora_config(settings):
     from peft import LoraConfig
 
-    return LoraConfig(r=settings["lora_rank"], lora_alpha=settings["lora_alpha"], lora_dropout=settings["lora_dropout"],
-                      target_modules=settings["lora_target_modules"], bias="none", task_type="CAUSAL_LM")
+    return LoraConfig(
+        r=settings["lora_rank"],
+        lora_alpha=settings["lora_alpha"],
+        lora_dropout=settings["lora_dropout"],
+        target_modules=settings["lora_target_modules"],
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
 
 
 def trainer_arguments(settings, out):
@@ -71,7 +77,9 @@ def load_model(path, settings):
     from transformers import AutoModelForCausalLM
 
     dtype = torch.bfloat16 if torch.cuda.is_available() and settings.get("bf16", True) else torch.float32
-    return AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation=settings.get("attention", "sdpa"))
+    return AutoModelForCausalLM.from_pretrained(
+        path, dtype=dtype, attn_implementation=settings.get("attention", "sdpa")
+    )
 
 
 def save_adapter(trainer, partial, out):
