@@ -5,6 +5,7 @@ import json
 import os
 import re
 import sys
+import zlib
 from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
@@ -149,11 +150,8 @@ def engine_args(step, model, offset=0):
     """Command-line options of a generation step: engine, backend settings, sampling, seed, shards."""
     engine = engine_of(step)
     settings = dict(config["engines"].get(engine, {}))
-    entry = config["models"][model]
     if engine == "vllm":
-        settings["max_model_len"] = min(
-            config[step]["max_model_len"], entry.get("max_model_len", 10**9)
-        )
+        settings["max_model_len"] = max_model_len(step, model)
     args = [
         "--model",
         model_dir(model),
@@ -173,10 +171,14 @@ def engine_args(step, model, offset=0):
     return args
 
 
+def max_model_len(step, model):
+    """The step's context length, capped by the model entry's max_model_len."""
+    cap = config["models"][model].get("max_model_len", config[step]["max_model_len"])
+    return min(config[step]["max_model_len"], cap)
+
+
 def step_seed(*parts):
     """A seed per job, from the config seed and the job's wildcards: stable, and different across jobs."""
-    import zlib
-
     return zlib.crc32("/".join(parts).encode()) % 1_000_000
 
 

@@ -41,10 +41,6 @@ def interaction_args(wildcards):
             "interaction", wildcards.model, wildcards.persona, wildcards.guidance
         ),
     )
-    max_model_len = min(
-        c["max_model_len"],
-        config["models"][wildcards.model].get("max_model_len", 10**9),
-    )
     args += [
         "--system",
         interaction_system(wildcards.guidance),
@@ -57,7 +53,7 @@ def interaction_args(wildcards):
         "--turns",
         str(c["turns"]),
         "--max-model-len",
-        str(max_model_len),
+        str(max_model_len("interaction", wildcards.model)),
     ]
     return args + (
         [] if FIDELITY["interaction_drop_last_turn"] else ["--keep-last-turn"]
