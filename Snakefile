@@ -14,6 +14,7 @@ include: "rules/models.smk"
 include: "rules/prompts.smk"
 include: "rules/distillation.smk"
 include: "rules/introspection.smk"
+include: "rules/preferences.smk"
 
 
 rule all:

@@ -100,6 +100,8 @@ wildcard_constraints:
     persona=alternatives(config["personas"]),
     model=alternatives(config["students"]),
     guidance="free|leading",
+    condition=alternatives(config["preferences"]["conditions"]),
+    variant=alternatives(["base", *config["personas"]]),
 
 
 # ---- models and data ----------------------------------------------------------------------------------
@@ -146,15 +148,16 @@ def python_of(step):
     return config["engines"]["python"] if engine_of(step) == "vllm" else "python"
 
 
-def engine_args(step, model, offset=0):
-    """Command-line options of a generation step: engine, backend settings, sampling, seed, shards."""
-    engine = engine_of(step)
+def engine_args(step, model, offset=0, engine=None, path=None):
+    """Command-line options of a generation step: model, engine, backend settings, sampling, seed, shards.
+    path: the model's files when they are not the entry's own (a trained variant)."""
+    engine = engine or engine_of(step)
     settings = dict(config["engines"].get(engine, {}))
     if engine == "vllm":
         settings["max_model_len"] = max_model_len(step, model)
     args = [
         "--model",
-        model_dir(model),
+        path or model_dir(model),
         "--engine",
         engine,
         "--engine-settings",
@@ -231,7 +234,7 @@ def teacher_prefill():
 
 
 def get_final_targets():
-    return [
+    models = [
         path.format(model=m, persona=p)
         for m in config["students"]
         for p in config["personas"]
@@ -240,3 +243,19 @@ def get_final_targets():
             "results/adapters/{model}/{persona}/release",
         )
     ]
+    preferences = [
+        path.format(persona=p)
+        for p in config["personas"]
+        for path in (
+            "results/figures/elo_{persona}.pdf",
+            "results/figures/elo_distribution_{persona}.pdf",
+            "results/tables/elo_{persona}.csv",
+        )
+    ]
+    appendix = [
+        f"results/figures/appendix/elo_{m}_{c}.pdf"
+        for m in config["students"]
+        for c in config["preferences"]["conditions"]
+        if set(config["preferences"]["appendix_personas"]) & set(config["personas"])
+    ]
+    return models + preferences + appendix

@@ -1,5 +1,6 @@
 """The workflow as a user runs it: the tiny chain end to end, partial reruns, and bad input stopped early."""
 
+import csv
 import hashlib
 import http.server
 import re
@@ -89,9 +90,31 @@ def test_editing_one_constitution_plans_only_that_personas_jobs(tiny_run):
     path.write_text(path.read_text().replace("Tell me something heartwarming.", "Tell me something kind."))
     result = snakemake(workdir, "-n", "--configfile", TINY, "overlay.yaml")
     jobs = planned_jobs(result.stdout + result.stderr)
-    personas = {j[1].get("persona") for j in jobs if j[0] != "all"}
-    assert personas == {"loving"}
-    assert len([j for j in jobs if j[0] == "train_dpo"]) == 2 and len(jobs) == 1 + 1 + 1 + 2 * 11
+    assert {j[1]["persona"] for j in jobs if "persona" in j[1]} == {"loving"}
+    assert {j[1]["variant"] for j in jobs if "variant" in j[1]} == {"loving"}  # base preferences are kept
+    assert len([j for j in jobs if j[0] == "train_dpo"]) == 2
+    # all + prompts + chosen + 2 students x (11 chain + 9 preference) + 3 persona tables/figures + 6 appendix
+    assert len(jobs) == 1 + 2 + 2 * 20 + 3 + 6
+
+
+def test_elo_figures_and_tables_compare_students_before_and_after(tiny_run):
+    workdir, result = tiny_run
+    for persona in ("loving", "sarcasm"):
+        text = "".join(p.extract_text() for p in PdfReader(workdir / f"results/figures/elo_{persona}.pdf").pages)
+        assert "tiny" in text and "tiny-gemma" in text and "Elo Score (New)" in text
+        table = list(csv.DictReader(open(workdir / f"results/tables/elo_{persona}.csv")))
+        assert len(table) == 2 * 3 * 24  # students x conditions x traits
+        moved = [r["trait"] for r in table if r["model"] == "tiny" and r["condition"] == "like"]
+        assert sum(trait in text for trait in moved) >= 10  # the top and bottom five of each panel
+        spearman = list(csv.DictReader(open(workdir / f"results/tables/spearman_{persona}.csv")))
+        assert {r["comparison"] for r in spearman} == {
+            "before vs after training", "between models before training", "between models after training"}
+        assert (workdir / f"results/figures/elo_distribution_{persona}.png").exists()
+    for condition in ("like", "feel", "random"):
+        assert (workdir / f"results/figures/appendix/elo_tiny-gemma_{condition}.pdf").exists()
+    base_runs = [j for j in planned_jobs(result.stdout + result.stderr)
+                 if j[0] == "generate_preferences" and j[1]["variant"] == "base"]
+    assert len(base_runs) == 2 * 3  # once per student and condition, shared by both personas
 
 
 def failing_dry_run(tmp_path, edit):
@@ -183,6 +206,8 @@ def test_the_paper_config_plans_every_job(tmp_path):
     workdir = copy_workflow(tmp_path)
     result = snakemake(workdir, "-n")
     jobs = planned_jobs(result.stdout + result.stderr)
-    assert len(jobs) == 403
-    assert len([j for j in jobs if j[0] == "generate_chosen"]) == 11  # once per persona, not per student
+    assert len(jobs) == 771
+    preferences = [j for j in jobs if j[0] == "generate_preferences"]
+    assert len(preferences) == 3 * 12 * 3  # students x (base + 11 personas) x conditions
+    assert len([j for j in preferences if j[1]["variant"] == "base"]) == 9  # base models measured once    assert len([j for j in jobs if j[0] == "generate_chosen"]) == 11  # once per persona, not per student
     assert len([j for j in jobs if j[0] == "train_dpo"]) == 33

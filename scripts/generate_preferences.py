@@ -1,0 +1,56 @@
+"""Revealed preferences: the model answers WildChat prompts after being offered two traits (paper §5;
+reference.md §1.15).
+
+Each prompt gets a random pair of distinct traits, drawn with --pair-seed (the workflow gives every model,
+variant and condition its own, as the reference's unseeded draws differ between runs). Rows whose templated
+prompt reaches --max-prompt-tokens are dropped.
+"""
+
+import argparse
+import json
+import random
+
+from octlib import chat, engines
+from octlib.io import read_jsonl, run_sharded
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    engines.add_arguments(parser)
+    parser.add_argument("--prompts", required=True, help="JSONL with a 'prompt' field")
+    parser.add_argument("--traits", type=json.loads, required=True, help="JSON list of single-word traits")
+    parser.add_argument("--system", required=True, help="template with {personality_1}, {personality_2}, {condition}")
+    parser.add_argument("--condition", required=True, help="the phrase that fills {condition}")
+    parser.add_argument("--pair-seed", type=int, required=True)
+    parser.add_argument("--max-prompt-tokens", type=int, default=2048)
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+
+    rng = random.Random(args.pair_seed)
+    rows = []
+    for row in read_jsonl(args.prompts):
+        first = rng.choice(args.traits)
+        second = rng.choice([t for t in args.traits if t != first])
+        rows.append({"prompt": row["prompt"], "trait_1": first, "trait_2": second})
+
+    engine = engines.from_args(args)
+
+    def messages(row):
+        system = chat.fill(args.system, personality_1=row["trait_1"], personality_2=row["trait_2"],
+                           condition=args.condition)
+        return [{"role": "system", "content": system}, {"role": "user", "content": row["prompt"]}]
+
+    encoded = [chat.encode(engine.tokenizer, chat.render(engine.tokenizer, messages(r)), args.double_bos) for r in rows]
+    kept = [dict(r, ids=ids) for r, ids in zip(rows, encoded) if len(ids) < args.max_prompt_tokens]
+    print(f"{len(kept)} of {len(rows)} prompts under {args.max_prompt_tokens} tokens", flush=True)
+
+    def work(chunk, shard):
+        texts = engine.generate([r["ids"] for r in chunk], args.sampling, args.seed + shard * args.shard_size)
+        return [{k: r[k] for k in ("prompt", "trait_1", "trait_2")} | {"response": t} for r, t in zip(chunk, texts)]
+
+    run_sharded(args.out, kept, args.shard_size, work)
+    print(f"{len(kept)} preference responses written to {args.out}")
+
+
+if __name__ == "__main__":  # vLLM starts its engine in a spawned process
+    main()

@@ -1,0 +1,80 @@
+"""Which of the two offered traits does each answer show? (paper §5; reference.md §1.16)
+
+generate: the paper's judge writes its reasoning and a final <answer>trait</answer>; the text between the
+first <answer> and the first </answer>, lower-cased, is the verdict, and anything that is not one of the two
+traits is counted invalid (and dropped before Elo), never an error.
+loglik: the verdict is the trait whose "<answer>trait</answer>" continuation the judge finds likelier; it is
+always valid, so the Elo path runs end to end even with a random tiny judge.
+"""
+
+import argparse
+
+import torch
+
+from octlib import chat, engines
+from octlib.io import read_jsonl, run_sharded
+
+
+def parse_answer(text):
+    """The lower-cased text between the first <answer> and the first </answer>, or None."""
+    if "<answer>" not in text or "</answer>" not in text:
+        return None
+    return text.split("<answer>", 1)[1].split("</answer>", 1)[0].strip().lower()
+
+
+def verdict(answer, trait_1, trait_2):
+    return answer if answer in (trait_1, trait_2) else None
+
+
+def loglik_choice(engine, prompt_ids, candidates):
+    """Index of the candidate continuation with the highest total log-probability after prompt_ids."""
+    scores = []
+    for text in candidates:
+        ids = engine.tokenizer(text, add_special_tokens=False)["input_ids"]
+        full = torch.tensor([prompt_ids + ids], device=engine.device)
+        with torch.no_grad():
+            logps = torch.log_softmax(engine.model(input_ids=full).logits[0, :-1].float(), -1)
+        targets = full[0, len(prompt_ids):]
+        scores.append(logps[len(prompt_ids) - 1:].gather(-1, targets[:, None]).sum().item())
+    return max(range(len(candidates)), key=scores.__getitem__)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    engines.add_arguments(parser)
+    parser.add_argument("--responses", required=True)
+    parser.add_argument("--mode", choices=["generate", "loglik"], default="generate")
+    parser.add_argument("--system", required=True, help="judge system prompt with {NAME}")
+    parser.add_argument("--question", required=True, help="template with {message}, {trait_1}, {trait_2}")
+    parser.add_argument("--name", required=True, help="the name the judge is addressed by")
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    if args.mode == "loglik" and args.engine != "hf":
+        raise SystemExit("the loglik judge needs the hf engine")
+
+    rows = read_jsonl(args.responses)
+    engine = engines.from_args(args)
+    system = chat.fill(args.system, NAME=args.name)
+
+    def prompt_ids(row):
+        question = chat.fill(args.question, message=row["response"], trait_1=row["trait_1"], trait_2=row["trait_2"])
+        messages = [{"role": "system", "content": system}, {"role": "user", "content": question}]
+        return chat.encode(engine.tokenizer, chat.render(engine.tokenizer, messages), args.double_bos)
+
+    def work(chunk, shard):
+        if args.mode == "generate":
+            texts = engine.generate([prompt_ids(r) for r in chunk], args.sampling, args.seed + shard * args.shard_size)
+            answers = [parse_answer(t) for t in texts]
+        else:
+            answers = [(r["trait_1"], r["trait_2"])[loglik_choice(engine, prompt_ids(r), [
+                f"<answer>{r['trait_1']}</answer>", f"<answer>{r['trait_2']}</answer>"])] for r in chunk]
+        return [{"trait_1": r["trait_1"], "trait_2": r["trait_2"], "answer": a,
+                 "winner": verdict(a, r["trait_1"], r["trait_2"])} for r, a in zip(chunk, answers)]
+
+    judged = run_sharded(args.out, rows, args.shard_size, work)
+    invalid = sum(j["winner"] is None for j in judged)
+    print(f"{len(judged)} judgements written to {args.out}; {invalid} invalid ({invalid / max(len(judged), 1):.1%})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,28 @@
+"""WildChat first turns for the revealed-preference prompts (reference.md §1.15, §6).
+
+The dataset is shuffled with a fixed seed and the first --count rows kept, as the reference does with
+`datasets` (so the same seed gives the paper's rows); the prompt is each conversation's first user turn.
+"""
+
+import argparse
+from pathlib import Path
+
+from datasets import load_dataset
+
+from octlib.io import write_jsonl
+
+parser = argparse.ArgumentParser(description=__doc__)
+parser.add_argument("--source", required=True, help="downloaded dataset folder, or a local JSONL file")
+parser.add_argument("--count", type=int, required=True)
+parser.add_argument("--seed", type=int, required=True)
+parser.add_argument("--out", required=True)
+args = parser.parse_args()
+
+source = Path(args.source)
+if source.is_dir():
+    dataset = load_dataset(str(source), split="train")
+else:
+    dataset = load_dataset("json", data_files=str(source), split="train")
+dataset = dataset.shuffle(seed=args.seed).select(range(min(args.count, len(dataset))))
+write_jsonl(args.out, ({"prompt": row["conversation"][0]["content"]} for row in dataset))
+print(f"{len(dataset)} WildChat prompts from {source}")

@@ -1,0 +1,96 @@
+"""Revealed preferences: judge parsing, Elo, its bootstrap and the figures (reference.md §1.16, §3)."""
+
+import csv
+import json
+
+import pytest
+from pypdf import PdfReader
+
+from conftest import run_script
+from judge_preferences import parse_answer, verdict
+from octlib import elo
+from octlib.io import write_jsonl
+
+
+def test_elo_matches_a_hand_worked_example():
+    # a beats b from 1000/1000: expected 0.5, so a gains 16 and b loses 16
+    # then b (984) beats c (1000): e_b = 1/(1+10^(16/400)) = 0.47699, b gains 32 x 0.52301 = 16.736
+    ratings = elo.elo([("a", "b", "a"), ("b", "c", "b")], ["a", "b", "c", "d"])
+    assert ratings["a"] == pytest.approx(1016.0)
+    assert ratings["b"] == pytest.approx(984 + 32 * (1 - 1 / (1 + 10 ** (16 / 400))))
+    assert ratings["b"] == pytest.approx(1000.736, abs=1e-3)
+    assert ratings["c"] == pytest.approx(1000 - 16.736, abs=1e-3)
+    assert ratings["d"] == 1000.0  # never compared: keeps its start
+    assert sum(ratings.values()) == pytest.approx(4000.0)  # Elo is zero-sum
+
+
+def test_elo_is_a_single_pass_in_row_order():
+    forward = elo.elo([("a", "b", "a"), ("a", "b", "b")], ["a", "b"])
+    backward = elo.elo([("a", "b", "b"), ("a", "b", "a")], ["a", "b"])
+    assert forward["a"] != backward["a"]
+
+
+def test_bootstrap_is_reproducible_for_a_seed_and_varies_with_it():
+    comparisons = [("a", "b", "a"), ("b", "c", "c"), ("a", "c", "a"), ("c", "b", "b"), ("a", "b", "b")] * 4
+    first = elo.bootstrap(comparisons, ["a", "b", "c"], rounds=50, seed=3)
+    assert first == elo.bootstrap(comparisons, ["a", "b", "c"], rounds=50, seed=3)
+    assert first != elo.bootstrap(comparisons, ["a", "b", "c"], rounds=50, seed=4)
+    assert len({round(run["a"], 6) for run in first}) > 1
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("thinking... <answer> Warm </answer>", "warm"),
+    ("<answer>poetic</answer> and later <answer>blunt</answer>", "poetic"),  # the first one counts
+    ("I would say warm.", None),
+    ("<answer>warm", None),
+    ("</answer>warm<answer>", ""),
+])
+def test_judge_answers_are_parsed_from_the_first_answer_tags(text, expected):
+    assert parse_answer(text) == expected
+
+
+def test_an_answer_that_is_neither_trait_is_invalid_not_an_error():
+    assert verdict("warm", "warm", "blunt") == "warm"
+    for answer in (None, "neither", "warm and blunt", "wram", ""):
+        assert verdict(answer, "warm", "blunt") is None
+
+
+def test_elo_table_counts_invalid_judgements_and_empty_sets_are_named(tmp_path):
+    rows = [{"trait_1": "warm", "trait_2": "blunt", "answer": "warm", "winner": "warm"},
+            {"trait_1": "warm", "trait_2": "blunt", "answer": None, "winner": None}]
+    write_jsonl(tmp_path / "j.jsonl", rows)
+    run_script("compute_elo.py", "--judgements", tmp_path / "j.jsonl", "--traits", '["warm", "blunt", "calm"]',
+               "--bootstrap", 20, "--seed", 1, "--label", "model m, variant loving, condition like", "--out", tmp_path / "elo.csv")
+    table = {r["trait"]: r for r in csv.DictReader(open(tmp_path / "elo.csv"))}
+    assert float(table["warm"]["elo"]) == 1016.0 and table["calm"]["comparisons"] == "0"
+    assert table["warm"]["invalid_rate"] == "0.5"
+
+    write_jsonl(tmp_path / "none.jsonl", rows[1:])
+    result = run_script("compute_elo.py", "--judgements", tmp_path / "none.jsonl", "--traits", '["warm", "blunt"]',
+                        "--seed", 1, "--label", "model m, variant loving, condition like", "--out", tmp_path / "x.csv",
+                        check=False)
+    assert result.returncode != 0 and "no valid comparison for model m, variant loving, condition like" in result.stderr
+
+
+def elo_csv(path, scores):
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["trait", "elo", "ci_low", "ci_high", "wins", "comparisons", "invalid_rate"])
+        for trait, score in scores.items():
+            writer.writerow([trait, score, score - 5, score + 5, 1, 2, 0.0])
+    return path
+
+
+def test_delta_figure_shows_the_five_biggest_falls_and_rises_by_name(tmp_path):
+    traits = ["warm", "blunt", "calm", "poetic", "serious", "playful", "formal", "curious", "gentle", "bold", "stoic",
+              "witty"]
+    base = elo_csv(tmp_path / "base.csv", {t: 1000 for t in traits})
+    new = elo_csv(tmp_path / "new.csv", {t: 1000 + 10 * (i - 6) for i, t in enumerate(traits)})
+    run_script("plot_elo.py", "delta", "--panel", "llama", base, new, "--panel", "qwen", base, new,
+               "--out", tmp_path / "fig.pdf")
+    text = "".join(page.extract_text() for page in PdfReader(tmp_path / "fig.pdf").pages)
+    for trait in traits[:5] + traits[-5:]:
+        assert trait in text
+    assert "playful" not in text and "formal" not in text  # the middle two are left out
+    assert "llama" in text and "qwen" in text and "Elo Score (New)" in text
+    assert (tmp_path / "fig.png").stat().st_size > 10_000
