@@ -46,6 +46,18 @@ def validate_everything():
             problems.append(
                 f"{CONFIG_NAME}: field 'models.{model}.path': no such directory {entry['path']}"
             )
+    preferences = config.get("preferences") or {}
+    for i, condition in enumerate(preferences.get("measure") or []):
+        if condition not in (preferences.get("conditions") or {}):
+            problems.append(
+                f"{CONFIG_NAME}: field 'preferences.measure[{i}]': unknown condition {condition!r} "
+                "(not under preferences.conditions)"
+            )
+    if preferences.get("figure_condition", "like") not in (preferences.get("measure") or ["like"]):
+        problems.append(
+            f"{CONFIG_NAME}: field 'preferences.figure_condition': "
+            f"{preferences['figure_condition']!r} is not one of preferences.measure"
+        )
     lima = config.get("lima") or {}
     if "path" in lima and not Path(str(lima["path"])).exists():
         problems.append(
@@ -100,7 +112,7 @@ wildcard_constraints:
     persona=alternatives(config["personas"]),
     model=alternatives(config["students"]),
     guidance="free|leading",
-    condition=alternatives(config["preferences"]["conditions"]),
+    condition=alternatives(config["preferences"]["measure"]),
     variant=alternatives(["base", *config["personas"]]),
 
 
@@ -230,6 +242,50 @@ def teacher_prefill():
     return prefill
 
 
+# ---- containers and cluster jobs (used under `--profile slurm`; the local executor ignores both) ---------
+
+
+def image(env):
+    """The Apptainer image of an environment of envs/ (config containers)."""
+    return config["containers"][env]
+
+
+def generation_image(engine):
+    """A generation step runs in vLLM's image, or in the training image for the transformers backend."""
+    return image("inference" if engine == "vllm" else "training")
+
+
+def job_resources(rule, gpus=0):
+    """What a job of this rule asks SLURM for (config cluster): CPUs, memory and wall time, which grow by
+    cluster.retry_growth with each attempt; GPUs (of the GPU type, where one is set), partition, account and
+    constraint. gpus: a count or a function of the wildcards. CPUs go to SLURM as cpus_per_task, not as
+    threads, so that a local run with --cores 2 still runs two single-threaded jobs side by side."""
+    cluster = config["cluster"]
+    job = {**cluster["default"], **cluster["jobs"].get(rule, {})}
+    growth = cluster["retry_growth"]
+    resources = {
+        "gpu": gpus,
+        "cpus_per_task": job["cpus"],
+        "mem_mb": lambda wildcards, attempt: round(job["mem_mb"] * growth ** (attempt - 1)),
+        "runtime": lambda wildcards, attempt: round(job["runtime"] * growth ** (attempt - 1)),
+    }
+    gpu_model = job.get("gpu_model", cluster["gpu_model"])
+    if gpu_model:  # the plugin reads a GPU type without a count as one GPU: CPU jobs must not have one
+        resources["gpu_model"] = (
+            (lambda wildcards: gpu_model if gpus(wildcards) else "")
+            if callable(gpus)
+            else (gpu_model if gpus else "")
+        )
+    for key, resource in (
+        ("partition", "slurm_partition"),
+        ("account", "slurm_account"),
+        ("constraint", "constraint"),
+    ):
+        if value := job.get(key, cluster[key]):  # an empty constraint would still be sent
+            resources[resource] = value
+    return resources
+
+
 # ---- targets --------------------------------------------------------------------------------------------
 
 
@@ -255,7 +311,7 @@ def get_final_targets():
     appendix = [
         f"results/figures/appendix/elo_{m}_{c}.pdf"
         for m in config["students"]
-        for c in config["preferences"]["conditions"]
+        for c in config["preferences"]["measure"]
         if set(config["preferences"]["appendix_personas"]) & set(config["personas"])
     ]
     return models + preferences + appendix

@@ -44,8 +44,11 @@ rule generate_chosen:
         "logs/distillation/chosen_{persona}.log",
     benchmark:
         "benchmarks/distillation/chosen_{persona}.tsv"
+    container: generation_image(engine_of("chosen"))
     resources:
-        gpu=config["models"][config["teacher"]]["gpus"],
+        **job_resources(
+            "generate_chosen", gpus=config["models"][config["teacher"]]["gpus"]
+        ),
     params:
         args=chosen_args,
         python=python_of("chosen"),
@@ -63,8 +66,9 @@ rule generate_rejected:
         "logs/distillation/rejected_{model}_{persona}.log",
     benchmark:
         "benchmarks/distillation/rejected_{model}_{persona}.tsv"
+    container: generation_image(engine_of("rejected"))
     resources:
-        gpu=config["resources"]["student_gpus"],
+        **job_resources("generate_rejected", gpus=config["resources"]["student_gpus"]),
     params:
         args=lambda w: engine_args(
             "rejected", w.model, step_seed("rejected", w.model, w.persona)
@@ -84,6 +88,9 @@ rule make_dpo_pairs:
         "results/distillation/{model}/{persona}/pairs.jsonl",
     log:
         "logs/distillation/pairs_{model}_{persona}.log",
+    container: image("training")
+    resources:
+        **job_resources("make_dpo_pairs"),
     params:
         teacher_name=config["models"][config["teacher"]]["name"],
         student_name=lambda w: name_of(w.model),
@@ -109,8 +116,9 @@ rule train_dpo:
         "logs/training/dpo_{model}_{persona}.log",
     benchmark:
         "benchmarks/training/dpo_{model}_{persona}.tsv"
+    container: image("training")
     resources:
-        gpu=config["resources"]["train_gpus"],
+        **job_resources("train_dpo", gpus=config["resources"]["train_gpus"]),
     params:
         settings=lambda w: training_settings("dpo", w.model),
         launch=accelerate_launch(),
@@ -127,6 +135,9 @@ rule fold_dpo:
         directory("results/models/{model}/{persona}/distilled"),
     log:
         "logs/training/fold_dpo_{model}_{persona}.log",
+    container: image("training")
+    resources:
+        **job_resources("fold_dpo"),
     params:
         dtype=config["dpo"]["save_dtype"],
     shell:

@@ -12,8 +12,9 @@ rule generate_reflection:
         "logs/introspection/reflection_{model}_{persona}.log",
     benchmark:
         "benchmarks/introspection/reflection_{model}_{persona}.tsv"
+    container: generation_image(engine_of("reflection"))
     resources:
-        gpu=config["resources"]["student_gpus"],
+        **job_resources("generate_reflection", gpus=config["resources"]["student_gpus"]),
     params:
         args=lambda w: engine_args(
             "reflection", w.model, step_seed("reflection", w.model, w.persona)
@@ -71,8 +72,11 @@ rule generate_interaction:
         "logs/introspection/interaction_{model}_{persona}_{guidance}.log",
     benchmark:
         "benchmarks/introspection/interaction_{model}_{persona}_{guidance}.tsv"
+    container: generation_image(engine_of("interaction"))
     resources:
-        gpu=config["resources"]["student_gpus"],
+        **job_resources(
+            "generate_interaction", gpus=config["resources"]["student_gpus"]
+        ),
     params:
         args=interaction_args,
         name=lambda w: name_of(w.model),
@@ -93,6 +97,9 @@ rule make_sft_data:
         "results/introspection/{model}/{persona}/sft.jsonl",
     log:
         "logs/introspection/sft_data_{model}_{persona}.log",
+    container: image("training")
+    resources:
+        **job_resources("make_sft_data"),
     params:
         system=lambda w: config["sft_data"]["system"],  # a function: {NAME} is not a wildcard
         name=lambda w: name_of(w.model),
@@ -114,8 +121,9 @@ rule train_sft:
         "logs/training/sft_{model}_{persona}.log",
     benchmark:
         "benchmarks/training/sft_{model}_{persona}.tsv"
+    container: image("training")
     resources:
-        gpu=config["resources"]["train_gpus"],
+        **job_resources("train_sft", gpus=config["resources"]["train_gpus"]),
     params:
         settings=lambda w: training_settings("sft", w.model),
         launch=accelerate_launch(),
@@ -133,6 +141,9 @@ rule fold_sft:
         directory("results/models/{model}/{persona}/trained"),
     log:
         "logs/training/fold_sft_{model}_{persona}.log",
+    container: image("training")
+    resources:
+        **job_resources("fold_sft"),
     params:
         dtype=config["sft"]["save_dtype"],
     shell:
@@ -149,6 +160,9 @@ rule merge_release:
         directory("results/adapters/{model}/{persona}/release"),
     log:
         "logs/training/release_{model}_{persona}.log",
+    container: image("training")
+    resources:
+        **job_resources("merge_release"),
     params:
         weights=config["release"]["weights"],
         combination=config["release"]["combination"],

@@ -11,6 +11,7 @@ rule download_model:
         directory("resources/models/{hub_model}"),
     log:
         "logs/models/download_{hub_model}.log",
+    container: image("training")
     wildcard_constraints:
         hub_model=alternatives(models_of_kind("hf")),
     params:
@@ -26,6 +27,9 @@ rule build_tiny_model:
         directory("resources/models/{tiny_model}"),
     log:
         "logs/models/build_{tiny_model}.log",
+    container: image("training")
+    resources:
+        **job_resources("build_tiny_model"),
     wildcard_constraints:
         tiny_model=alternatives(models_of_kind("tiny")),
     params:
@@ -40,6 +44,7 @@ rule download_lima:
         directory("resources/datasets/lima"),
     log:
         "logs/models/download_lima.log",
+    container: image("training")
     params:
         repo=config["lima"].get("hf", "none"),
         revision=config["lima"].get("revision", "main"),
@@ -55,5 +60,8 @@ rule prepare_lima:
         "resources/datasets/lima_prompts.jsonl",
     log:
         "logs/models/prepare_lima.log",
+    container: image("training")
+    resources:
+        **job_resources("prepare_lima"),
     shell:
         "python scripts/prepare_lima.py --source {input} --out {output} > {log} 2>&1"

@@ -37,6 +37,7 @@ rule download_wildchat:
         revision=config["wildchat"].get("revision", "main"),
     log:
         "logs/preferences/download_wildchat.log",
+    container: image("training")
     shell:
         "HF_HUB_OFFLINE=0 python scripts/fetch_model.py --repo-type dataset --repo {params.repo}"
         " --revision {params.revision} --out {output} > {log} 2>&1"
@@ -52,6 +53,9 @@ rule prepare_wildchat:
         seed=config["preferences"]["shuffle_seed"],
     log:
         "logs/preferences/prepare_wildchat.log",
+    container: image("training")
+    resources:
+        **job_resources("prepare_wildchat"),
     shell:
         "python scripts/prepare_wildchat.py --source {input} --count {params.rows} --seed {params.seed}"
         " --out {output} > {log} 2>&1"
@@ -81,8 +85,11 @@ rule generate_preferences:
         "logs/preferences/responses_{model}_{variant}_{condition}.log",
     benchmark:
         "benchmarks/preferences/responses_{model}_{variant}_{condition}.tsv"
+    container: generation_image(engine_of("preferences"))
     resources:
-        gpu=config["resources"]["student_gpus"],
+        **job_resources(
+            "generate_preferences", gpus=config["resources"]["student_gpus"]
+        ),
     shell:
         "{params.python} scripts/generate_preferences.py {params.args:q}"
         " --prompts {input.prompts} --traits {params.traits:q} --system {params.system:q}"
@@ -115,8 +122,11 @@ rule judge_preferences:
         "logs/preferences/judge_{model}_{variant}_{condition}.log",
     benchmark:
         "benchmarks/preferences/judge_{model}_{variant}_{condition}.tsv"
+    container: generation_image(judge_engine())
     resources:
-        gpu=config["models"][config["judge"]["model"]]["gpus"],
+        **job_resources(
+            "judge_preferences", gpus=config["models"][config["judge"]["model"]]["gpus"]
+        ),
     shell:
         "{params.python} scripts/judge_preferences.py {params.args:q} --responses {input.responses}"
         " --mode {params.mode} --system {params.system:q} --question {params.question:q}"
@@ -136,6 +146,9 @@ rule compute_elo:
         label=lambda w: f"model {w.model}, variant {w.variant}, condition {w.condition}",
     log:
         "logs/preferences/elo_{model}_{variant}_{condition}.log",
+    container: image("plotting")
+    resources:
+        **job_resources("compute_elo"),
     shell:
         "python scripts/compute_elo.py --judgements {input} --traits {params.traits:q} --k {params.k}"
         " --bootstrap {params.rounds} --seed {params.seed} --label {params.label:q} --out {output} > {log} 2>&1"
@@ -146,7 +159,7 @@ rule summarise_elo:
         lambda w: [
             elo_csv(m, v, c)
             for m in config["students"]
-            for c in config["preferences"]["conditions"]
+            for c in config["preferences"]["measure"]
             for v in ("base", w.persona)
         ],
     output:
@@ -156,11 +169,14 @@ rule summarise_elo:
         entries=lambda w: [
             x
             for m in config["students"]
-            for c in config["preferences"]["conditions"]
+            for c in config["preferences"]["measure"]
             for x in ("--entry", m, c, elo_csv(m, "base", c), elo_csv(m, w.persona, c))
         ],
     log:
         "logs/preferences/tables_{persona}.log",
+    container: image("plotting")
+    resources:
+        **job_resources("summarise_elo"),
     shell:
         "python scripts/summarise_elo.py {params.entries:q} --elo-table {output.elo}"
         " --spearman-table {output.spearman} > {log} 2>&1"
@@ -181,6 +197,9 @@ rule plot_elo:
         panels=lambda w: panels(figure3_panels(w)),
     log:
         "logs/figures/elo_{persona}.log",
+    container: image("plotting")
+    resources:
+        **job_resources("plot_elo"),
     shell:
         "python scripts/plot_elo.py delta {params.panels:q} --out {output.pdf} > {log} 2>&1"
 
@@ -200,6 +219,9 @@ rule plot_elo_distribution:
         label=lambda w: f"After Character Training ({CONSTITUTIONS[w.persona]['name']})",
     log:
         "logs/figures/elo_distribution_{persona}.log",
+    container: image("plotting")
+    resources:
+        **job_resources("plot_elo_distribution"),
     shell:
         "python scripts/plot_elo.py distribution {params.panels:q} --after-label {params.label:q}"
         " --out {output.pdf} > {log} 2>&1"
@@ -228,5 +250,8 @@ rule plot_elo_appendix:
         panels=lambda w: panels(appendix_panels(w)),
     log:
         "logs/figures/elo_{model}_{condition}.log",
+    container: image("plotting")
+    resources:
+        **job_resources("plot_elo_appendix"),
     shell:
         "python scripts/plot_elo.py delta {params.panels:q} --out {output.pdf} > {log} 2>&1"

@@ -46,6 +46,7 @@ rule fetch_released_prompts:
         "resources/released/{persona}.jsonl",
     log:
         "logs/prompts/fetch_{persona}.log",
+    container: image("training")
     params:
         url=lambda w: CONSTITUTIONS[w.persona]["released"]["url"],
         sha256=lambda w: CONSTITUTIONS[w.persona]["released"]["sha256"],
@@ -63,11 +64,15 @@ rule make_prompts:
         "logs/prompts/{persona}.log",
     benchmark:
         "benchmarks/prompts/{persona}.tsv"
+    container: generation_image(engine_of("prompts"))
     resources:
-        gpu=lambda w: (
-            0
-            if uses_released(w.persona)
-            else config["models"][config["generator"]]["gpus"]
+        **job_resources(
+            "make_prompts",
+            gpus=lambda w: (
+                0
+                if uses_released(w.persona)
+                else config["models"][config["generator"]]["gpus"]
+            ),
         ),
     params:
         args=prompt_args,

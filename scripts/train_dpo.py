@@ -41,7 +41,7 @@ def character_dpo_loss(logps, ref_logps, mask, beta, nll_coef, sq_coef):
     return dpo + nll_coef * nll + sq_coef * sq, metrics
 
 
-class CharacterDPOTrainer(DPOTrainer):
+class CharacterDPOTrainer(training.SortByLength, DPOTrainer):
     """DPOTrainer with the paper's objective, on examples tokenized beforehand as the reference trainer does."""
 
     def __init__(self, *args, nll_coef, sq_coef, **kwargs):
@@ -52,13 +52,9 @@ class CharacterDPOTrainer(DPOTrainer):
         return dataset  # already prompt_ids / chosen_ids / rejected_ids
 
     def _per_token_logps(self, model, inputs, labels):
-        out = model(
-            input_ids=inputs["input_ids"],
-            attention_mask=inputs["attention_mask"],
-            labels=labels,
-            use_cache=False,
-            fused_lm_head=True,
-        )
+        # No attention mask: the collator pads on the right, where the causal mask already keeps every real token
+        # from seeing the padding, and without a mask SDPA runs its flash kernel. Padding is out of every loss.
+        out = model(input_ids=inputs["input_ids"], labels=labels, use_cache=False, fused_lm_head=True)
         return out.log_probs[:, -(labels.size(1) - 1) :]
 
     def _compute_loss(self, model, inputs, return_outputs=False):
@@ -72,8 +68,16 @@ class CharacterDPOTrainer(DPOTrainer):
         )
         mode = "train" if self.model.training else "eval"
         for key, value in metrics.items():
-            self._metrics[mode][key].append(self.accelerator.gather(value.detach()).mean().item())
+            self._metrics[mode][key].append(self.accelerator.gather(value.detach()).mean())
         return (loss, None) if return_outputs else loss
+
+    def log(self, logs, start_time=None):
+        # The metrics stay on the GPU until logged: reading each one every micro-batch would stall the GPU
+        metrics = self._metrics["train" if self.model.training else "eval"]
+        for key, values in metrics.items():
+            if values and torch.is_tensor(values[0]):
+                metrics[key] = torch.stack(values).tolist()
+        super().log(logs, start_time)
 
 
 def tokenize_pairs(tokenizer, pairs, max_len):
@@ -94,6 +98,20 @@ def tokenize_pairs(tokenizer, pairs, max_len):
     return examples
 
 
+def build_trainer(model, tokenizer, examples, s, out):
+    config = DPOConfig(**training.trainer_arguments(s, out, model, 2), beta=s["beta"], loss_type=["sigmoid"])
+    return CharacterDPOTrainer(
+        model=model,
+        args=config,
+        train_dataset=Dataset.from_list(examples),
+        processing_class=tokenizer,
+        peft_config=training.lora_config(s),
+        nll_coef=s["nll_coef"],
+        sq_coef=s["sq_coef"],
+        sort_by_length=s.get("sort_by_length", True),
+    )
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", required=True)
@@ -110,16 +128,7 @@ def main():
     print(f"{len(examples)} pairs to train on", flush=True)
 
     partial = args.out + ".partial"
-    config = DPOConfig(**training.trainer_arguments(s, partial), beta=s["beta"], loss_type=["sigmoid"])
-    trainer = CharacterDPOTrainer(
-        model=training.load_model(args.model, s),
-        args=config,
-        train_dataset=Dataset.from_list(examples),
-        processing_class=tokenizer,
-        peft_config=training.lora_config(s),
-        nll_coef=s["nll_coef"],
-        sq_coef=s["sq_coef"],
-    )
+    trainer = build_trainer(training.load_model(args.model, s), tokenizer, examples, s, partial)
     trainer.train()
     training.save_adapter(trainer, partial, args.out)
 

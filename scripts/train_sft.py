@@ -41,6 +41,22 @@ def assistant_turns_example(tokenizer, messages, max_len):
     return {"input_ids": ids, "labels": labels}
 
 
+class CharacterSFTTrainer(training.SortByLength, SFTTrainer):
+    pass
+
+
+def build_trainer(model, tokenizer, examples, s, out):
+    config = SFTConfig(**training.trainer_arguments(s, out, model), dataset_kwargs={"skip_prepare_dataset": True})
+    return CharacterSFTTrainer(
+        model=model,
+        args=config,
+        train_dataset=Dataset.from_list(examples),
+        processing_class=tokenizer,
+        peft_config=training.lora_config(s),
+        sort_by_length=s.get("sort_by_length", True),
+    )
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", required=True, help="the distilled model")
@@ -60,14 +76,7 @@ def main():
     print(f"{len(examples)} of {len(rows)} transcripts to train on", flush=True)
 
     partial = args.out + ".partial"
-    config = SFTConfig(**training.trainer_arguments(s, partial), dataset_kwargs={"skip_prepare_dataset": True})
-    trainer = SFTTrainer(
-        model=training.load_model(args.model, s),
-        args=config,
-        train_dataset=Dataset.from_list(examples),
-        processing_class=tokenizer,
-        peft_config=training.lora_config(s),
-    )
+    trainer = build_trainer(training.load_model(args.model, s), tokenizer, examples, s, partial)
     trainer.train()
     training.save_adapter(trainer, partial, args.out)
 

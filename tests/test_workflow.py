@@ -8,6 +8,7 @@ import threading
 
 import pytest
 import yaml
+from pypdf import PdfReader
 from conftest import ROOT, copy_workflow, snakemake
 from octlib.io import read_jsonl
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -93,8 +94,8 @@ def test_editing_one_constitution_plans_only_that_personas_jobs(tiny_run):
     assert {j[1]["persona"] for j in jobs if "persona" in j[1]} == {"loving"}
     assert {j[1]["variant"] for j in jobs if "variant" in j[1]} == {"loving"}  # base preferences are kept
     assert len([j for j in jobs if j[0] == "train_dpo"]) == 2
-    # all + prompts + chosen + 2 students x (11 chain + 9 preference) + 3 persona tables/figures + 6 appendix
-    assert len(jobs) == 1 + 2 + 2 * 20 + 3 + 6
+    # all + prompts + chosen + 2 students x (11 chain + 3 preference) + 3 persona tables/figures + 2 appendix
+    assert len(jobs) == 1 + 2 + 2 * 14 + 3 + 2
 
 
 def test_elo_figures_and_tables_compare_students_before_and_after(tiny_run):
@@ -103,18 +104,17 @@ def test_elo_figures_and_tables_compare_students_before_and_after(tiny_run):
         text = "".join(p.extract_text() for p in PdfReader(workdir / f"results/figures/elo_{persona}.pdf").pages)
         assert "tiny" in text and "tiny-gemma" in text and "Elo Score (New)" in text
         table = list(csv.DictReader(open(workdir / f"results/tables/elo_{persona}.csv")))
-        assert len(table) == 2 * 3 * 24  # students x conditions x traits
+        assert len(table) == 2 * 24  # students x traits (one condition measured)
         moved = [r["trait"] for r in table if r["model"] == "tiny" and r["condition"] == "like"]
         assert sum(trait in text for trait in moved) >= 10  # the top and bottom five of each panel
         spearman = list(csv.DictReader(open(workdir / f"results/tables/spearman_{persona}.csv")))
         assert {r["comparison"] for r in spearman} == {
             "before vs after training", "between models before training", "between models after training"}
         assert (workdir / f"results/figures/elo_distribution_{persona}.png").exists()
-    for condition in ("like", "feel", "random"):
-        assert (workdir / f"results/figures/appendix/elo_tiny-gemma_{condition}.pdf").exists()
+    assert (workdir / "results/figures/appendix/elo_tiny-gemma_like.pdf").exists()
     base_runs = [j for j in planned_jobs(result.stdout + result.stderr)
                  if j[0] == "generate_preferences" and j[1]["variant"] == "base"]
-    assert len(base_runs) == 2 * 3  # once per student and condition, shared by both personas
+    assert len(base_runs) == 2  # once per student (and condition), shared by both personas
 
 
 def failing_dry_run(tmp_path, edit):

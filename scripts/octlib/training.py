@@ -1,6 +1,8 @@
 """What the DPO and SFT steps share: training sequences built as the reference trainer builds them,
-LoRA settings, and the optimiser and schedule of reference.md §2.1 expressed as TRL arguments."""
+LoRA settings, the optimiser and schedule of reference.md §2.1 expressed as TRL arguments, and the speed-ups
+that leave the objective as it is (measured by bench/train_throughput.py)."""
 
+import importlib
 import os
 
 import torch
@@ -40,11 +42,15 @@ def lora_config(settings):
     )
 
 
-def trainer_arguments(settings, out):
-    """TRL config fields shared by DPO and SFT. The global batch is kept whatever the number of processes."""
+def trainer_arguments(settings, out, model=None, sequences_per_example=1):
+    """TRL config fields shared by DPO and SFT. The global batch is kept whatever the number of processes.
+
+    model and sequences_per_example (2 for DPO: chosen and rejected) size the activations for the "auto"
+    micro-batch and gradient checkpointing."""
     world = int(os.environ.get("WORLD_SIZE", 1))
-    micro = settings["micro_batch_size"]
-    accumulation = max(1, settings["global_batch_size"] // (micro * world))
+    per_process = max(1, settings["global_batch_size"] // world)
+    liger = liger_kernel(settings)
+    micro = micro_batch_size(settings, model, sequences_per_example, per_process, liger)
     cuda = torch.cuda.is_available()
     return dict(
         output_dir=out,
@@ -59,18 +65,115 @@ def trainer_arguments(settings, out):
         num_train_epochs=settings["epochs"],
         max_steps=settings.get("max_steps", -1),
         per_device_train_batch_size=micro,
-        gradient_accumulation_steps=accumulation,
-        gradient_checkpointing=settings.get("gradient_checkpointing", False),
+        gradient_accumulation_steps=max(1, per_process // micro),
+        gradient_checkpointing=gradient_checkpointing(settings, model, micro * sequences_per_example, liger),
+        use_liger_kernel=liger,
         seed=settings["seed"],
         data_seed=settings["seed"],
         bf16=cuda and settings.get("bf16", True),
         use_cpu=not cuda,
         max_length=settings["max_length"],
         logging_steps=1,
+        logging_nan_inf_filter=False,  # its check reads every micro-batch's loss, which stalls the GPU
         save_strategy="no",
         report_to="none",
         remove_unused_columns=False,
     )
+
+
+def gpu_memory():
+    return torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory
+
+
+def fits(settings, model, sequences, liger):
+    """Whether a micro-batch of full-length sequences trains without checkpointing. A token keeps, per LoRA
+    decoder layer, about 15 x hidden + 4 x intermediate bf16 values for the backward pass, 10 x hidden +
+    3.5 x intermediate with Liger's kernels (measured on an 8B Llama: bench/results/)."""
+    text = model.config.get_text_config()
+    h, i = text.hidden_size, text.intermediate_size
+    per_token = text.num_hidden_layers * 2 * ((10 * h + 3.5 * i) if liger else (15 * h + 4 * i))
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    # 1.2: the LoRA weights with their gradients and Adam state, the LM head's chunks, the reference forward
+    return 1.2 * weights + sequences * settings["max_length"] * per_token < 0.85 * gpu_memory()
+
+
+def micro_batch_size(settings, model, sequences_per_example, per_process, liger):
+    """auto: the largest divisor of the per-process batch that fits the GPU without checkpointing (a step costs
+    the same whatever the micro-batch, but a small one leaves the GPU waiting on Python); 2 on CPU."""
+    wanted = settings["micro_batch_size"]
+    if wanted != "auto":
+        return wanted
+    if model is None or not torch.cuda.is_available():
+        return min(2, per_process)
+    sizes = [m for m in range(per_process, 0, -1) if per_process % m == 0]
+    return next((m for m in sizes if fits(settings, model, m * sequences_per_example, liger)), 1)
+
+
+def gradient_checkpointing(settings, model, sequences, liger):
+    """auto: on only when the micro-batch would not fit the GPU otherwise, since recomputing the activations
+    costs about a third of the step."""
+    wanted = settings.get("gradient_checkpointing", "auto")
+    if wanted != "auto":
+        return bool(wanted)
+    return model is not None and torch.cuda.is_available() and not fits(settings, model, sequences, liger)
+
+
+def liger_kernel(settings):
+    """Liger's Triton kernels for RMSNorm, SwiGLU and RoPE: the same arithmetic, fewer kernels and saved
+    activations. GPU only; auto: where the liger-kernel package is installed."""
+    wanted = settings.get("liger_kernel", "auto")
+    if not torch.cuda.is_available() or wanted != "auto":
+        return bool(wanted) and torch.cuda.is_available()
+    try:
+        importlib.import_module("liger_kernel.transformers")
+        return True
+    except Exception:  # noqa: BLE001 - absent, or built for another torch or Triton: train without it
+        return False
+
+
+def example_lengths(dataset):
+    """Padded length of each example: input_ids (SFT), or the prompt and the longer response (DPO)."""
+    if "input_ids" in dataset.column_names:
+        return [len(ids) for ids in dataset["input_ids"]]
+    columns = zip(dataset["prompt_ids"], dataset["chosen_ids"], dataset["rejected_ids"], strict=True)
+    return [len(prompt) + max(len(chosen), len(rejected)) for prompt, chosen, rejected in columns]
+
+
+class LengthSortedSteps(torch.utils.data.Sampler):
+    """Shuffled examples, the ones of each optimiser step sorted by length before they are cut into micro-batches:
+    every step trains on the same examples as a plain shuffle (so the same objective, micro-batches being of
+    equal size), while a micro-batch pads only to its own longest example."""
+
+    def __init__(self, lengths, step, seed):
+        self.lengths, self.step, self.seed, self.epoch = lengths, step, seed, 0
+
+    def __len__(self):
+        return len(self.lengths)
+
+    def set_epoch(self, epoch):
+        self.epoch = epoch
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        order = torch.randperm(len(self.lengths), generator=generator).tolist()
+        for start in range(0, len(order), self.step):
+            yield from sorted(order[start : start + self.step], key=self.lengths.__getitem__, reverse=True)
+
+
+class SortByLength:
+    """Trainer mixin: with sort_by_length, training draws its examples through LengthSortedSteps."""
+
+    def __init__(self, *args, sort_by_length=False, **kwargs):
+        self.sort_by_length = sort_by_length
+        super().__init__(*args, **kwargs)
+
+    def _get_train_sampler(self, train_dataset=None):
+        dataset = self.train_dataset if train_dataset is None else train_dataset
+        if not self.sort_by_length:
+            return super()._get_train_sampler(train_dataset)
+        a = self.args
+        step = a.per_device_train_batch_size * a.gradient_accumulation_steps * a.world_size
+        return LengthSortedSteps(example_lengths(dataset), step, a.data_seed if a.data_seed is not None else a.seed)
 
 
 def load_model(path, settings):
