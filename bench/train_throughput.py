@@ -5,11 +5,14 @@ alpha 128 on every linear layer. Examples are drawn from log-normal length distr
 and built by our own example builders (train_dpo.tokenize_pairs, train_sft.last_message_example) with a
 word-level tokenizer, one token per word. "ours" is train_dpo.build_trainer / train_sft.build_trainer with the
 dpo / sft blocks of config.yaml; "TRL defaults" is DPOTrainer / SFTTrainer with a default config (gradient
-checkpointing on, 8 examples per micro-batch, no accumulation). Every configuration trains the same global batch
-and runs in its own process, so an out-of-memory error is reported and the next one still runs.
+checkpointing on, 8 examples per micro-batch, accumulated to the paper's global batch of 32). Every
+configuration trains the same global batch and runs in its own process, so an out-of-memory error is reported
+and the next one still runs.
 
     python bench/train_throughput.py --out DIR --gpu-memory-gb 80 --profile "dpo ours"
-        # one GPU, about 7 minutes on an H200, planning for and capped at an H100's 80 GB
+        # one GPU, about 12 minutes on an H200, planning for and capped at an H100's 80 GB
+    python bench/train_throughput.py --out DIR --only "dpo TRL defaults" "dpo ours"   # some configurations
+    python bench/train_throughput.py --merge A.json B.json --out DIR   # one report of several runs
     python bench/train_throughput.py --tiny --out DIR   # CPU dry run: a tiny model in float32
 
 Writes DIR/train_throughput_<date>_<device>.json and .md; copy them to bench/results/.
@@ -43,7 +46,7 @@ LLAMA_8B = dict(
 )
 TINY = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, intermediate_size=128)
 LORA = dict(lora_rank=64, lora_alpha=128, lora_dropout=0.0, lora_target_modules="all-linear")
-GLOBAL_BATCH = 8  # examples (DPO: pairs) per optimiser step, as TRL's default micro-batch of 8
+GLOBAL_BATCH = 32  # examples (DPO: pairs) per optimiser step: the paper's (config.yaml dpo and sft)
 TINY_MAX_LENGTH = {"dpo": 128, "sft": 256}
 
 # Lengths in tokens: log-normal with this median and sigma (of the log), clipped to [low, high]; the response
@@ -55,15 +58,17 @@ LENGTHS = {
 FULL_PROMPT = {"dpo": 100, "sft": 1500}  # full-length examples: this prompt, responses filling max_length
 
 # name, stage, trainer, data, overrides of the config block; in order of importance (the budget may cut the end)
-OLD = dict(micro_batch_size=2, gradient_checkpointing=False, liger_kernel=False, sort_by_length=False)
+OLD = dict(
+    micro_batch_size=2, gradient_checkpointing=False, liger_kernel=False, sort_by_length=False, padding_free=False
+)
 CONFIGS = [
     ("dpo TRL defaults", "dpo", "trl", "realistic", {}),
     ("dpo ours", "dpo", "ours", "realistic", {}),
     ("sft TRL defaults", "sft", "trl", "realistic", {}),
     ("sft ours", "sft", "ours", "realistic", {}),
+    ("dpo ours, padded", "dpo", "ours", "realistic", dict(padding_free=False)),
     ("dpo ours, all pairs 1024 tokens", "dpo", "ours", "full", {}),
     ("sft ours, all transcripts 3072 tokens", "sft", "ours", "full", {}),
-    ("dpo ours, micro-batch 2", "dpo", "ours", "realistic", dict(micro_batch_size=2)),
     ("dpo ours, settings before issue 5", "dpo", "ours", "realistic", OLD),
     ("sft ours, settings before issue 5", "sft", "ours", "realistic", OLD),
 ]
@@ -173,6 +178,7 @@ def trl_default_trainer(stage, model, tokenizer, train, max_length, steps, out, 
     from octlib import training
 
     common = dict(output_dir=out, max_steps=steps, max_length=max_length, report_to="none", save_strategy="no")
+    common.update(gradient_accumulation_steps=GLOBAL_BATCH // 8)  # TRL's default micro-batch is 8
     common.update(bf16=cuda, use_cpu=not cuda)
     lora = training.lora_config(LORA)
     if stage == "dpo":
@@ -267,6 +273,7 @@ def run_configuration(name, tiny, warmup, measured, memory_gb, profile, result):
         gradient_checkpointing=a.gradient_checkpointing,
         liger=a.use_liger_kernel,
         sort_by_length=getattr(trainer, "sort_by_length", False),
+        padding_free=isinstance(trainer.data_collator, training.PackRows),
         max_length=max_length,
         n_params=n_all,
         n_matmul_params=n_matmul,
@@ -277,7 +284,7 @@ def run_configuration(name, tiny, warmup, measured, memory_gb, profile, result):
     inner_step = trainer.training_step
 
     def counted_step(model, inputs, *args, **kwargs):
-        ids = inputs["input_ids"]
+        ids = inputs.get("packed_ids", inputs["input_ids"])  # the tokens the model runs on
         mask = inputs.get("attention_mask")
         tokens[0] += mask.sum() if mask is not None else ids.numel()
         tokens[1] += ids.numel()
@@ -407,10 +414,10 @@ def markdown(report):
         FLOPS_NOTE.format(n_matmul=some.get("n_matmul_params", 0), n_all=some.get("n_params", 0)),
         "",
         (
-            "| configuration | micro x accum | ckpt | Liger | sorted | tokens/s | vs TRL | padding | MFU | MFU, 6N+2N "
-            "| peak alloc. GB | status |"
+            "| configuration | micro x accum | ckpt | Liger | sorted | packed | tokens/s | vs TRL | padding | MFU "
+            "| MFU, 6N+2N | peak alloc. GB | status |"
         ),
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
 
@@ -420,6 +427,7 @@ def markdown(report):
         lines.append(
             f"| {r['name']} | {f('micro_batch', '{}')} x {f('accumulation', '{}')} | "
             f"{f('gradient_checkpointing', '{}')} | {f('liger', '{}')} | {f('sort_by_length', '{}')} | "
+            f"{f('padding_free', '{}')} | "
             f"{f('tokens_per_s', '{:,.0f}')} | {f('speedup', '{:.2f}x')} | {f('padding', '{:.0%}')} | "
             f"{f('mfu', '{:.1%}')} | {f('mfu_dense_count', '{:.1%}')} | {f('peak_allocated_gb', '{:.1f}')} | "
             f"{r['status']} |"
@@ -486,11 +494,21 @@ def main():
     parser.add_argument("--gpu-memory-gb", type=float, help="cap the GPU memory (80: an H100's) and plan for it")
     parser.add_argument("--profile", help="a configuration to run once more with torch.profiler on one step")
     parser.add_argument("--only", nargs="*", help="names of the configurations to run (default: all)")
+    parser.add_argument("--merge", nargs="+", metavar="JSON", help="write one report of earlier runs' JSON files")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         return worker(args)
+
+    if args.merge:  # runs split over several device calls (each under its time limit): one report
+        reports = [json.loads(Path(path).read_text()) for path in args.merge]
+        report = dict(reports[0], command="; ".join(r["command"] for r in reports))
+        order = [name for name, *_ in CONFIGS]
+        results = [result for r in reports for result in r["results"]]
+        report["results"] = sorted(results, key=lambda r: order.index(r["name"]) if r["name"] in order else len(order))
+        add_speedups(report["results"])
+        return write(report, args.out)
 
     os.environ.update(PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false", HF_HUB_OFFLINE="1")
     started = time.time()
@@ -514,10 +532,7 @@ def main():
             else ""
         )
         results.append({**result, "name": f"{args.profile} (profiled, not timed)", "status": "profiled" + busy})
-    for result in results:
-        trl = next((r for r in results if r["name"] == result["name"][:3] + " TRL defaults"), {})
-        if "tokens_per_s" in result and "tokens_per_s" in trl:
-            result["speedup"] = result["tokens_per_s"] / trl["tokens_per_s"]
+    add_speedups(results)
 
     import peft
     import torch
@@ -552,11 +567,22 @@ def main():
         gpu_memory_gb=args.gpu_memory_gb,
         results=results,
     )
+    write(report, args.out)
+
+
+def add_speedups(results):
+    for result in results:
+        trl = next((r for r in results if r["name"] == result["name"][:3] + " TRL defaults"), {})
+        if "tokens_per_s" in result and "tokens_per_s" in trl:
+            result["speedup"] = result["tokens_per_s"] / trl["tokens_per_s"]
+
+
+def write(report, folder):
     conclusions(report)
-    slug = re.sub(r"[^a-z0-9]+", "-", device.lower()).strip("-")
-    out = Path(args.out)
+    slug = re.sub(r"[^a-z0-9]+", "-", report["device"].lower()).strip("-")
+    out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
-    stem = out / f"train_throughput_{date}_{slug}"
+    stem = out / f"train_throughput_{report['date']}_{slug}"
     stem.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
     stem.with_suffix(".md").write_text(markdown(report))
     print("\n" + markdown(report))

@@ -259,18 +259,23 @@ def job_resources(rule, gpus=0):
     """What a job of this rule asks SLURM for (config cluster): CPUs, memory and wall time, which grow by
     cluster.retry_growth with each attempt; GPUs (of the GPU type, where one is set), partition, account and
     constraint. gpus: a count or a function of the wildcards. CPUs go to SLURM as cpus_per_task, not as
-    threads, so that a local run with --cores 2 still runs two single-threaded jobs side by side."""
+    threads, so that a local run with --cores 2 still runs two single-threaded jobs side by side.
+    """
     cluster = config["cluster"]
     job = {**cluster["default"], **cluster["jobs"].get(rule, {})}
-    growth = cluster["retry_growth"]
+
+    def grown(size, attempt):
+        return round(size * cluster["retry_growth"] ** (attempt - 1))
+
     resources = {
         "gpu": gpus,
         "cpus_per_task": job["cpus"],
-        "mem_mb": lambda wildcards, attempt: round(job["mem_mb"] * growth ** (attempt - 1)),
-        "runtime": lambda wildcards, attempt: round(job["runtime"] * growth ** (attempt - 1)),
+        "mem_mb": lambda wildcards, attempt: grown(job["mem_mb"], attempt),
+        "runtime": lambda wildcards, attempt: grown(job["runtime"], attempt),
     }
+    # the plugin reads a GPU type without a count as one GPU: CPU jobs must not have one
     gpu_model = job.get("gpu_model", cluster["gpu_model"])
-    if gpu_model:  # the plugin reads a GPU type without a count as one GPU: CPU jobs must not have one
+    if gpu_model:
         resources["gpu_model"] = (
             (lambda wildcards: gpu_model if gpus(wildcards) else "")
             if callable(gpus)
@@ -281,7 +286,8 @@ def job_resources(rule, gpus=0):
         ("account", "slurm_account"),
         ("constraint", "constraint"),
     ):
-        if value := job.get(key, cluster[key]):  # an empty constraint would still be sent
+        value = job.get(key, cluster[key])
+        if value:  # an empty constraint would still be sent
             resources[resource] = value
     return resources
 

@@ -44,7 +44,8 @@ rule generate_chosen:
         "logs/distillation/chosen_{persona}.log",
     benchmark:
         "benchmarks/distillation/chosen_{persona}.tsv"
-    container: generation_image(engine_of("chosen"))
+    container:
+        generation_image(engine_of("chosen"))
     resources:
         **job_resources(
             "generate_chosen", gpus=config["models"][config["teacher"]]["gpus"]
@@ -66,7 +67,8 @@ rule generate_rejected:
         "logs/distillation/rejected_{model}_{persona}.log",
     benchmark:
         "benchmarks/distillation/rejected_{model}_{persona}.tsv"
-    container: generation_image(engine_of("rejected"))
+    container:
+        generation_image(engine_of("rejected"))
     resources:
         **job_resources("generate_rejected", gpus=config["resources"]["student_gpus"]),
     params:
@@ -88,7 +90,8 @@ rule make_dpo_pairs:
         "results/distillation/{model}/{persona}/pairs.jsonl",
     log:
         "logs/distillation/pairs_{model}_{persona}.log",
-    container: image("training")
+    container:
+        image("training")
     resources:
         **job_resources("make_dpo_pairs"),
     params:
@@ -116,7 +119,8 @@ rule train_dpo:
         "logs/training/dpo_{model}_{persona}.log",
     benchmark:
         "benchmarks/training/dpo_{model}_{persona}.tsv"
-    container: image("training")
+    container:
+        image("training")
     resources:
         **job_resources("train_dpo", gpus=config["resources"]["train_gpus"]),
     params:
@@ -135,7 +139,8 @@ rule fold_dpo:
         directory("results/models/{model}/{persona}/distilled"),
     log:
         "logs/training/fold_dpo_{model}_{persona}.log",
-    container: image("training")
+    container:
+        image("training")
     resources:
         **job_resources("fold_dpo"),
     params:

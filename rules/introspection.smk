@@ -12,7 +12,8 @@ rule generate_reflection:
         "logs/introspection/reflection_{model}_{persona}.log",
     benchmark:
         "benchmarks/introspection/reflection_{model}_{persona}.tsv"
-    container: generation_image(engine_of("reflection"))
+    container:
+        generation_image(engine_of("reflection"))
     resources:
         **job_resources("generate_reflection", gpus=config["resources"]["student_gpus"]),
     params:
@@ -72,7 +73,8 @@ rule generate_interaction:
         "logs/introspection/interaction_{model}_{persona}_{guidance}.log",
     benchmark:
         "benchmarks/introspection/interaction_{model}_{persona}_{guidance}.tsv"
-    container: generation_image(engine_of("interaction"))
+    container:
+        generation_image(engine_of("interaction"))
     resources:
         **job_resources(
             "generate_interaction", gpus=config["resources"]["student_gpus"]
@@ -97,7 +99,8 @@ rule make_sft_data:
         "results/introspection/{model}/{persona}/sft.jsonl",
     log:
         "logs/introspection/sft_data_{model}_{persona}.log",
-    container: image("training")
+    container:
+        image("training")
     resources:
         **job_resources("make_sft_data"),
     params:
@@ -121,7 +124,8 @@ rule train_sft:
         "logs/training/sft_{model}_{persona}.log",
     benchmark:
         "benchmarks/training/sft_{model}_{persona}.tsv"
-    container: image("training")
+    container:
+        image("training")
     resources:
         **job_resources("train_sft", gpus=config["resources"]["train_gpus"]),
     params:
@@ -141,7 +145,8 @@ rule fold_sft:
         directory("results/models/{model}/{persona}/trained"),
     log:
         "logs/training/fold_sft_{model}_{persona}.log",
-    container: image("training")
+    container:
+        image("training")
     resources:
         **job_resources("fold_sft"),
     params:
@@ -160,7 +165,8 @@ rule merge_release:
         directory("results/adapters/{model}/{persona}/release"),
     log:
         "logs/training/release_{model}_{persona}.log",
-    container: image("training")
+    container:
+        image("training")
     resources:
         **job_resources("merge_release"),
     params:

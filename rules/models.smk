@@ -11,9 +11,10 @@ rule download_model:
         directory("resources/models/{hub_model}"),
     log:
         "logs/models/download_{hub_model}.log",
-    container: image("training")
     wildcard_constraints:
         hub_model=alternatives(models_of_kind("hf")),
+    container:
+        image("training")
     params:
         repo=lambda w: config["models"][w.hub_model]["hf"],
         revision=lambda w: config["models"][w.hub_model]["revision"],
@@ -27,11 +28,12 @@ rule build_tiny_model:
         directory("resources/models/{tiny_model}"),
     log:
         "logs/models/build_{tiny_model}.log",
-    container: image("training")
-    resources:
-        **job_resources("build_tiny_model"),
     wildcard_constraints:
         tiny_model=alternatives(models_of_kind("tiny")),
+    container:
+        image("training")
+    resources:
+        **job_resources("build_tiny_model"),
     params:
         flavour=lambda w: config["models"][w.tiny_model]["tiny"],
         seed=config["seed"],
@@ -44,7 +46,8 @@ rule download_lima:
         directory("resources/datasets/lima"),
     log:
         "logs/models/download_lima.log",
-    container: image("training")
+    container:
+        image("training")
     params:
         repo=config["lima"].get("hf", "none"),
         revision=config["lima"].get("revision", "main"),
@@ -60,7 +63,8 @@ rule prepare_lima:
         "resources/datasets/lima_prompts.jsonl",
     log:
         "logs/models/prepare_lima.log",
-    container: image("training")
+    container:
+        image("training")
     resources:
         **job_resources("prepare_lima"),
     shell:

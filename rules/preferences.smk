@@ -37,7 +37,8 @@ rule download_wildchat:
         revision=config["wildchat"].get("revision", "main"),
     log:
         "logs/preferences/download_wildchat.log",
-    container: image("training")
+    container:
+        image("training")
     shell:
         "HF_HUB_OFFLINE=0 python scripts/fetch_model.py --repo-type dataset --repo {params.repo}"
         " --revision {params.revision} --out {output} > {log} 2>&1"
@@ -53,7 +54,8 @@ rule prepare_wildchat:
         seed=config["preferences"]["shuffle_seed"],
     log:
         "logs/preferences/prepare_wildchat.log",
-    container: image("training")
+    container:
+        image("training")
     resources:
         **job_resources("prepare_wildchat"),
     shell:
@@ -85,7 +87,8 @@ rule generate_preferences:
         "logs/preferences/responses_{model}_{variant}_{condition}.log",
     benchmark:
         "benchmarks/preferences/responses_{model}_{variant}_{condition}.tsv"
-    container: generation_image(engine_of("preferences"))
+    container:
+        generation_image(engine_of("preferences"))
     resources:
         **job_resources(
             "generate_preferences", gpus=config["resources"]["student_gpus"]
@@ -122,7 +125,8 @@ rule judge_preferences:
         "logs/preferences/judge_{model}_{variant}_{condition}.log",
     benchmark:
         "benchmarks/preferences/judge_{model}_{variant}_{condition}.tsv"
-    container: generation_image(judge_engine())
+    container:
+        generation_image(judge_engine())
     resources:
         **job_resources(
             "judge_preferences", gpus=config["models"][config["judge"]["model"]]["gpus"]
@@ -146,7 +150,8 @@ rule compute_elo:
         label=lambda w: f"model {w.model}, variant {w.variant}, condition {w.condition}",
     log:
         "logs/preferences/elo_{model}_{variant}_{condition}.log",
-    container: image("plotting")
+    container:
+        image("plotting")
     resources:
         **job_resources("compute_elo"),
     shell:
@@ -174,7 +179,8 @@ rule summarise_elo:
         ],
     log:
         "logs/preferences/tables_{persona}.log",
-    container: image("plotting")
+    container:
+        image("plotting")
     resources:
         **job_resources("summarise_elo"),
     shell:
@@ -197,7 +203,8 @@ rule plot_elo:
         panels=lambda w: panels(figure3_panels(w)),
     log:
         "logs/figures/elo_{persona}.log",
-    container: image("plotting")
+    container:
+        image("plotting")
     resources:
         **job_resources("plot_elo"),
     shell:
@@ -219,7 +226,8 @@ rule plot_elo_distribution:
         label=lambda w: f"After Character Training ({CONSTITUTIONS[w.persona]['name']})",
     log:
         "logs/figures/elo_distribution_{persona}.log",
-    container: image("plotting")
+    container:
+        image("plotting")
     resources:
         **job_resources("plot_elo_distribution"),
     shell:
@@ -250,7 +258,8 @@ rule plot_elo_appendix:
         panels=lambda w: panels(appendix_panels(w)),
     log:
         "logs/figures/elo_{model}_{condition}.log",
-    container: image("plotting")
+    container:
+        image("plotting")
     resources:
         **job_resources("plot_elo_appendix"),
     shell:

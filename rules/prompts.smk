@@ -46,7 +46,8 @@ rule fetch_released_prompts:
         "resources/released/{persona}.jsonl",
     log:
         "logs/prompts/fetch_{persona}.log",
-    container: image("training")
+    container:
+        image("training")
     params:
         url=lambda w: CONSTITUTIONS[w.persona]["released"]["url"],
         sha256=lambda w: CONSTITUTIONS[w.persona]["released"]["sha256"],
@@ -64,7 +65,8 @@ rule make_prompts:
         "logs/prompts/{persona}.log",
     benchmark:
         "benchmarks/prompts/{persona}.tsv"
-    container: generation_image(engine_of("prompts"))
+    container:
+        generation_image(engine_of("prompts"))
     resources:
         **job_resources(
             "make_prompts",

@@ -41,28 +41,46 @@ def character_dpo_loss(logps, ref_logps, mask, beta, nll_coef, sq_coef):
     return dpo + nll_coef * nll + sq_coef * sq, metrics
 
 
-class CharacterDPOTrainer(training.SortByLength, DPOTrainer):
+class CharacterDPOTrainer(training.Speedups, DPOTrainer):
     """DPOTrainer with the paper's objective, on examples tokenized beforehand as the reference trainer does."""
 
-    def __init__(self, *args, nll_coef, sq_coef, **kwargs):
+    def __init__(self, *args, nll_coef, sq_coef, padding_free=False, **kwargs):
         self.nll_coef, self.sq_coef = nll_coef, sq_coef
+        model = kwargs.get("model", args[0] if args else None)
+        if padding_free and model.device.type == "cuda" and model.dtype == torch.bfloat16:
+            training.use_varlen_attention(model)
         super().__init__(*args, **kwargs)
+        if padding_free:
+            self.data_collator = training.PackRows(self.data_collator)
 
     def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
         return dataset  # already prompt_ids / chosen_ids / rejected_ids
 
-    def _per_token_logps(self, model, inputs, labels):
+    def _per_token_logps(self, model, inputs):
+        """Log-probs [rows, T - 1] of each next token (zero where it is no completion token)."""
+        if "packed_ids" in inputs:  # padding-free (PackRows): one row, each sequence attending to itself
+            packing = dict(cu_seq_lens_q=inputs["cu_seq_lens"], max_length_q=inputs["max_length"])
+            out = model(
+                input_ids=inputs["packed_ids"],
+                position_ids=inputs["position_ids"],
+                labels=inputs["packed_labels"],
+                use_cache=False,
+                fused_lm_head=True,
+                **packing,
+                **{k.replace("_q", "_k"): v for k, v in packing.items()},
+            )
+            return out.log_probs[0, inputs["unpack_index"]]
         # No attention mask: the collator pads on the right, where the causal mask already keeps every real token
         # from seeing the padding, and without a mask SDPA runs its flash kernel. Padding is out of every loss.
+        labels = inputs["input_ids"].masked_fill(inputs["completion_mask"] == 0, -100)
         out = model(input_ids=inputs["input_ids"], labels=labels, use_cache=False, fused_lm_head=True)
         return out.log_probs[:, -(labels.size(1) - 1) :]
 
     def _compute_loss(self, model, inputs, return_outputs=False):
         completion_mask = inputs["completion_mask"]
-        labels = inputs["input_ids"].masked_fill(completion_mask == 0, -100)
-        logps = self._per_token_logps(model, inputs, labels)
+        logps = self._per_token_logps(model, inputs)
         with torch.no_grad(), use_adapter(self.accelerator.unwrap_model(self.model), adapter_name=None):
-            ref_logps = self._per_token_logps(model, inputs, labels)
+            ref_logps = self._per_token_logps(model, inputs)
         loss, metrics = character_dpo_loss(
             logps.float(), ref_logps.float(), completion_mask[:, 1:], self.beta, self.nll_coef, self.sq_coef
         )
@@ -109,6 +127,7 @@ def build_trainer(model, tokenizer, examples, s, out):
         nll_coef=s["nll_coef"],
         sq_coef=s["sq_coef"],
         sort_by_length=s.get("sort_by_length", True),
+        padding_free=training.padding_free(s),
     )
 
 

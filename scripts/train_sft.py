@@ -41,7 +41,7 @@ def assistant_turns_example(tokenizer, messages, max_len):
     return {"input_ids": ids, "labels": labels}
 
 
-class CharacterSFTTrainer(training.SortByLength, SFTTrainer):
+class CharacterSFTTrainer(training.Speedups, SFTTrainer):
     pass
 
 

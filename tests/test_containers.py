@@ -2,6 +2,7 @@
 environment of envs/, each definition in containers/ installs exactly that environment's pins and is well
 formed, and each job asks SLURM for what config.yaml's cluster section says, more on each retry."""
 
+import functools
 import json
 import re
 import shlex
@@ -47,9 +48,10 @@ with SnakemakeApi(OutputSettings()) as api:
 """
 
 
+@functools.cache
 def load_rules(*configfiles):
     result = subprocess.run(
-        [sys.executable, "-c", PROBE, *map(str, configfiles)], cwd=ROOT, capture_output=True, text=True
+        [sys.executable, "-c", PROBE, *map(str, configfiles)], cwd=ROOT, capture_output=True, text=True, check=False
     )
     line = next((x for x in result.stdout.splitlines() if x.startswith("RULES ")), None)
     assert line, f"the workflow did not load:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
@@ -118,8 +120,10 @@ def test_definition_is_well_formed(definition):
         assert destination.startswith("/"), destination
     for name in ("post", "environment", "test", "setup", "runscript", "startscript"):
         if name in sections:
-            check = subprocess.run(["bash", "-n"], input="\n".join(sections[name]), capture_output=True, text=True)
-            assert check.returncode == 0, f"%{name} is not valid shell: {check.stderr}"
+            syntax = subprocess.run(
+                ["bash", "-n"], input="\n".join(sections[name]), capture_output=True, text=True, check=False
+            )
+            assert syntax.returncode == 0, f"%{name} is not valid shell: {syntax.stderr}"
     assert sections["post"][0].strip() == "set -eu", "%post must stop at the first failing command"
     for line in sections["labels"]:
         assert len(line.split(None, 1)) == 2, f"label without a value: {line!r}"
@@ -204,8 +208,9 @@ def job_resources(dry_run_output):
 def test_jobs_ask_for_the_config_sizes_and_for_more_time_and_memory_on_each_retry(tmp_path):
     overlay = tmp_path / "site.yaml"
     overlay.write_text("cluster: {partition: gpu, account: lab, gpu_model: h100}\n")
-    first = job_resources(snakemake(ROOT, "-n", "--configfile", overlay).stdout)
-    third = job_resources(snakemake(ROOT, "-n", "--attempt", 3, "--configfile", overlay).stdout)
+    target = "results/adapters/llama-3.1-8b-it/loving/release"  # the paper config: one persona, one student
+    first = job_resources(snakemake(ROOT, target, "-n", "--configfile", overlay).stdout)
+    third = job_resources(snakemake(ROOT, target, "-n", "--attempt", 3, "--configfile", overlay).stdout)
 
     teacher = first["generate_chosen"]  # GLM-4.5-Air, tensor parallel over 4 GPUs
     assert (teacher["gpu"], teacher["gpu_model"], teacher["cpus_per_task"]) == ("4", "h100", "32")
@@ -227,3 +232,13 @@ def test_the_test_profile_differs_from_the_users_only_where_it_must():
     assert differing == {"software-deployment-method", "apptainer-args", "slurm-init-seconds-before-status-checks"}
     assert users["executor"] == "slurm" and users["software-deployment-method"] == ["apptainer"]
     assert "--nv" in users["apptainer-args"].split()
+
+
+def test_the_test_clusters_profile_differs_from_the_users_only_where_it_must():
+    """tests/cluster/profile stands in for slurm/ in tests/test_cluster.py: no Apptainer on the CI machine, and
+    an earlier first status check for jobs of seconds. Anything else must be the same."""
+    user = yaml.safe_load((ROOT / "slurm/config.yaml").read_text())
+    test = yaml.safe_load((ROOT / "tests/cluster/profile/config.yaml").read_text())
+    assert user.pop("software-deployment-method") == ["apptainer"] and "--nv" in user.pop("apptainer-args")
+    assert test.pop("slurm-init-seconds-before-status-checks") < 40
+    assert test == user

@@ -2,6 +2,7 @@
 
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 from conftest import run_script
@@ -119,7 +120,8 @@ def hand_loss(model, batch, beta, nll_coef, sq_coef):
     return dpo + nll_coef * nll + sq_coef * sq
 
 
-def test_dpo_loss_equals_the_paper_objective_computed_by_hand(tmp_path, tiny_models):
+@pytest.mark.parametrize("padding_free", [False, True], ids=["padded", "padding-free"])
+def test_dpo_loss_equals_the_paper_objective_computed_by_hand(tmp_path, tiny_models, padding_free):
     tok = AutoTokenizer.from_pretrained(tiny_models["chatml"])
     tok.pad_token = tok.pad_token or tok.eos_token
     pairs = [
@@ -139,12 +141,14 @@ def test_dpo_loss_equals_the_paper_objective_computed_by_hand(tmp_path, tiny_mod
         peft_config=training.lora_config(SETTINGS),
         nll_coef=0.1,
         sq_coef=0.001,
+        padding_free=padding_free,
     )
     torch.manual_seed(0)
     for name, p in trainer.model.named_parameters():  # move the policy away from the reference
         if "lora_B" in name:
             p.data.normal_(0, 0.5)
     batch = next(iter(trainer.get_train_dataloader()))
+    assert ("packed_ids" in batch) == padding_free
     trainer.model.eval()
     loss = trainer.compute_loss(trainer.model, batch)
     expected = hand_loss(trainer.model, batch, 0.1, 0.1, 0.001)

@@ -3,9 +3,16 @@ LoRA settings, the optimiser and schedule of reference.md §2.1 expressed as TRL
 that leave the objective as it is (measured by bench/train_throughput.py)."""
 
 import importlib
+import inspect
 import os
 
 import torch
+import torch.nn.functional as F
+
+# Micro-batches of many lengths fragment PyTorch's CUDA memory cache: growable segments keep what it reserves
+# near what is allocated (an 8B DPO run: 55 GB reserved instead of 80; bench/results/). Read at the first
+# CUDA allocation; a value the user set wins.
+os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
 
 
 def openrlhf_sequence(tokenizer, messages, max_len):
@@ -131,6 +138,93 @@ def liger_kernel(settings):
         return False
 
 
+def padding_free(settings):
+    """Whether a micro-batch runs as one row of its sequences laid end to end, without padding: auto, on GPU in
+    bf16 where PyTorch has variable-length flash attention (torch.nn.attention.varlen). Elsewhere true works too,
+    with SDPA over a block-diagonal mask (slower; for tests)."""
+    wanted = settings.get("padding_free", "auto")
+    if wanted != "auto":
+        return bool(wanted)
+    return torch.cuda.is_available() and settings.get("bf16", True) and has_varlen_attention()
+
+
+def has_varlen_attention():
+    try:
+        from torch.nn.attention.varlen import varlen_attn  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class PackRows:
+    """Collator wrapper: adds the padding-free form of a right-padded batch (input_ids, attention_mask and
+    completion_mask of shape [rows, T]): every row's tokens end to end in one row (packed_ids, packed_labels with
+    -100 outside the completions, position_ids restarting at 0), where each sequence starts (cu_seq_lens), the
+    longest (max_length), and, for each position of the padded layout but the last, the packed position that
+    predicts its next token (unpack_index; padding points anywhere, the completion mask hides it)."""
+
+    def __init__(self, collate):
+        self.collate = collate
+
+    def __call__(self, examples):
+        batch = self.collate(examples)
+        keep = batch["attention_mask"].bool()
+        lengths = keep.sum(1)
+        starts = F.pad(lengths.cumsum(0), (1, 0))
+        positions = torch.arange(keep.size(1)).expand_as(keep)
+        labels = batch["input_ids"].masked_fill(batch["completion_mask"] == 0, -100)
+        batch.update(
+            packed_ids=batch["input_ids"][keep][None],
+            packed_labels=labels[keep][None],
+            position_ids=positions[keep][None],
+            cu_seq_lens=starts.to(torch.int32),
+            max_length=int(lengths.max()),
+            unpack_index=(starts[:-1, None] + positions[:, :-1]).clamp(max=int(starts[-1]) - 2),
+        )
+        return batch
+
+
+VARLEN = "octlib_varlen"
+
+
+def varlen_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    """Causal attention over packed sequences, each attending only to itself, with PyTorch's variable-length
+    flash attention: the attention function transformers calls (query [1, heads, tokens, dim]), given the
+    packing by cu_seq_lens_q and max_length_q in the model's keyword arguments."""
+    from torch.nn.attention.varlen import varlen_attn
+
+    q, k, v = (x[0].transpose(0, 1).contiguous() for x in (query, key, value))  # [tokens, heads, dim]
+    options = inspect.signature(varlen_attn).parameters
+    extra = {"window_size": (-1, 0)} if "window_size" in options else {"is_causal": True}
+    if q.size(1) != k.size(1):
+        if "enable_gqa" in options:
+            extra["enable_gqa"] = True
+        else:
+            k, v = (x.repeat_interleave(q.size(1) // x.size(1), dim=1) for x in (k, v))
+    cu, longest = kwargs["cu_seq_lens_q"], kwargs["max_length_q"]
+    out = varlen_attn(q, k, v, cu, cu, longest, longest, scale=scaling, **extra)
+    return out[None], None
+
+
+def use_varlen_attention(model):
+    """Run the model's attention through varlen_attention. It is not a mask interface of transformers, so the
+    model builds no mask for it (and does not read the packing back from position_ids, which syncs the GPU)."""
+    from transformers import AttentionInterface
+
+    AttentionInterface.register(VARLEN, varlen_attention)
+    model.set_attn_implementation(VARLEN)
+
+
+def keep_input_dtypes(model):
+    """PEFT casts each LoRA layer's input to the adapter's float32, and autocast casts it back to bf16 for the
+    matmul: two copies of every input for the same result. Under bf16 autocast, skip them."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    for module in model.modules():
+        if isinstance(module, BaseTunerLayer):
+            module.cast_input_dtype_enabled = False
+
+
 def example_lengths(dataset):
     """Padded length of each example: input_ids (SFT), or the prompt and the longer response (DPO)."""
     if "input_ids" in dataset.column_names:
@@ -160,12 +254,20 @@ class LengthSortedSteps(torch.utils.data.Sampler):
             yield from sorted(order[start : start + self.step], key=self.lengths.__getitem__, reverse=True)
 
 
-class SortByLength:
-    """Trainer mixin: with sort_by_length, training draws its examples through LengthSortedSteps."""
+class Speedups:
+    """Trainer mixin: with sort_by_length, training draws its examples through LengthSortedSteps; in bf16, LoRA
+    layers keep their inputs' dtype (keep_input_dtypes) and every loss runs under bf16 autocast, which that needs
+    (accelerate adds the same autocast once training starts; this one also covers calls before)."""
 
     def __init__(self, *args, sort_by_length=False, **kwargs):
         self.sort_by_length = sort_by_length
         super().__init__(*args, **kwargs)
+        if self.args.bf16:
+            keep_input_dtypes(self.model)
+
+    def compute_loss(self, model, inputs, *args, **kwargs):
+        with torch.autocast(self.args.device.type, torch.bfloat16, enabled=self.args.bf16):
+            return super().compute_loss(model, inputs, *args, **kwargs)
 
     def _get_train_sampler(self, train_dataset=None):
         dataset = self.train_dataset if train_dataset is None else train_dataset
