@@ -24,6 +24,7 @@ import json
 import math
 import os
 import re
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -547,7 +548,7 @@ def main():
     report = dict(
         date=date,
         device=device,
-        command=" ".join(["python bench/train_throughput.py"] + sys.argv[1:]),
+        command=shlex.join(["python", "bench/train_throughput.py"] + sys.argv[1:]),
         versions=f"torch {torch.__version__}, transformers {transformers.__version__}, trl {trl.__version__}, "
         f"peft {peft.__version__}",
         model="tiny Llama (CPU dry run)"
