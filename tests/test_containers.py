@@ -233,12 +233,3 @@ def test_the_test_profile_differs_from_the_users_only_where_it_must():
     assert users["executor"] == "slurm" and users["software-deployment-method"] == ["apptainer"]
     assert "--nv" in users["apptainer-args"].split()
 
-
-def test_the_test_clusters_profile_differs_from_the_users_only_where_it_must():
-    """tests/cluster/profile stands in for slurm/ in tests/test_cluster.py: no Apptainer on the CI machine, and
-    an earlier first status check for jobs of seconds. Anything else must be the same."""
-    user = yaml.safe_load((ROOT / "slurm/config.yaml").read_text())
-    test = yaml.safe_load((ROOT / "tests/cluster/profile/config.yaml").read_text())
-    assert user.pop("software-deployment-method") == ["apptainer"] and "--nv" in user.pop("apptainer-args")
-    assert test.pop("slurm-init-seconds-before-status-checks") < 40
-    assert test == user
