@@ -5,7 +5,8 @@ loss = sigmoid DPO (beta, summed log-ratios)
      + sq_coef  x per-token squared log-ratio to the reference, averaged per sequence, over chosen and rejected
 
 TRL has the first term; the others are added by a DPOTrainer subclass. The reference is the base model
-with the adapter switched off. Launched with `accelerate launch`, so one or many GPUs work alike.
+with the adapter switched off. Launched with `accelerate launch`, so one or many GPUs work alike. On GPU a
+micro-batch runs padding-free (octlib.training.PackRows, varlen attention): the same loss, no padding.
 """
 
 import argparse
@@ -48,7 +49,7 @@ class CharacterDPOTrainer(training.Speedups, DPOTrainer):
         self.nll_coef, self.sq_coef = nll_coef, sq_coef
         model = kwargs.get("model", args[0] if args else None)
         if padding_free and model.device.type == "cuda" and model.dtype == torch.bfloat16:
-            training.use_varlen_attention(model)
+            padding_free = training.use_varlen_attention(model)  # else padded: SDPA's flash kernel, no mask
         super().__init__(*args, **kwargs)
         if padding_free:
             self.data_collator = training.PackRows(self.data_collator)

@@ -195,7 +195,8 @@ def varlen_attention(module, query, key, value, attention_mask, scaling=None, dr
 
     q, k, v = (x[0].transpose(0, 1).contiguous() for x in (query, key, value))  # [tokens, heads, dim]
     options = inspect.signature(varlen_attn).parameters
-    extra = {"window_size": (-1, 0)} if "window_size" in options else {"is_causal": True}
+    window = kwargs.get("sliding_window")  # Gemma's local layers: a query sees the last `window` positions
+    extra = {"window_size": (window - 1 if window else -1, 0)} if "window_size" in options else {"is_causal": True}
     if q.size(1) != k.size(1):
         if "enable_gqa" in options:
             extra["enable_gqa"] = True
@@ -207,12 +208,19 @@ def varlen_attention(module, query, key, value, attention_mask, scaling=None, dr
 
 
 def use_varlen_attention(model):
-    """Run the model's attention through varlen_attention. It is not a mask interface of transformers, so the
-    model builds no mask for it (and does not read the packing back from position_ids, which syncs the GPU)."""
+    """Run the model's attention through varlen_attention; False, changing nothing, where the model has sliding
+    window layers and this PyTorch's varlen attention cannot window. varlen_attention is no mask interface of
+    transformers, so the model builds no mask for it (nor reads the packing back from position_ids, a GPU sync)."""
+    from torch.nn.attention.varlen import varlen_attn
     from transformers import AttentionInterface
 
+    text = model.config.get_text_config()
+    if "sliding_attention" in (getattr(text, "layer_types", None) or []):
+        if "window_size" not in inspect.signature(varlen_attn).parameters:
+            return False
     AttentionInterface.register(VARLEN, varlen_attention)
     model.set_attn_implementation(VARLEN)
+    return True
 
 
 def keep_input_dtypes(model):
