@@ -65,7 +65,10 @@ flavour = FLAVOURS[args.flavour]
 
 # ---- tokenizer -----------------------------------------------------------------------------------------
 rng = random.Random(args.seed)
-words = ["the", "a", "an", "I", "you", "we", "model", "persona", "trait", "kind", "warm", "calm", "sharp", "witty", "poem", "number", "love", "reply", "question", "answer", "why", "how", "what", "when", "think", "feel", "help", "write", "explain", "day", "life", "world", "time", "friend", "work", "code", "data", "learn"]
+words = (
+    "the a an I you we model persona trait kind warm calm sharp witty poem number love reply question"
+    " answer why how what when think feel help write explain day life world time friend work code data learn"
+).split()
 corpus = [
     " ".join(rng.choice(words) for _ in range(rng.randint(4, 14))).capitalize() + rng.choice(".?!,;:")
     for _ in range(3000)

@@ -22,8 +22,9 @@ args = parser.parse_args()
 judged = read_jsonl(args.judgements)
 comparisons = [(j["trait_1"], j["trait_2"], j["winner"]) for j in judged if j["winner"] is not None]
 if not comparisons:
-    raise SystemExit(f"no valid comparison for {args.label} ({len(judged)} judgements, all invalid or none): "
-                     f"check {args.judgements}")
+    raise SystemExit(
+        f"no valid comparison for {args.label} ({len(judged)} judgements, all invalid or none): check {args.judgements}"
+    )
 scores = elo.elo(comparisons, args.traits, args.k)
 runs = elo.bootstrap(comparisons, args.traits, args.bootstrap, args.seed, args.k)
 counts = {t: 0 for t in args.traits}
@@ -42,7 +43,16 @@ with open(tmp, "w", newline="") as f:
     writer.writerow(["trait", "elo", "ci_low", "ci_high", "wins", "comparisons", "invalid_rate"])
     for trait in sorted(args.traits, key=lambda t: -scores[t]):
         samples = [run[trait] for run in runs] or [scores[trait]]
-        writer.writerow([trait, round(scores[trait], 2), round(elo.percentile(samples, 0.025), 2),
-                         round(elo.percentile(samples, 0.975), 2), wins[trait], counts[trait], round(invalid_rate, 4)])
+        writer.writerow(
+            [
+                trait,
+                round(scores[trait], 2),
+                round(elo.percentile(samples, 0.025), 2),
+                round(elo.percentile(samples, 0.975), 2),
+                wins[trait],
+                counts[trait],
+                round(invalid_rate, 4),
+            ]
+        )
 tmp.replace(out)
 print(f"{args.label}: {len(comparisons)} valid comparisons of {len(judged)}; Elo of {len(args.traits)} traits -> {out}")

@@ -36,8 +36,9 @@ def main():
     engine = engines.from_args(args)
 
     def messages(row):
-        system = chat.fill(args.system, personality_1=row["trait_1"], personality_2=row["trait_2"],
-                           condition=args.condition)
+        system = chat.fill(
+            args.system, personality_1=row["trait_1"], personality_2=row["trait_2"], condition=args.condition
+        )
         return [{"role": "system", "content": system}, {"role": "user", "content": row["prompt"]}]
 
     encoded = [chat.encode(engine.tokenizer, chat.render(engine.tokenizer, messages(r)), args.double_bos) for r in rows]

@@ -34,8 +34,8 @@ def loglik_choice(engine, prompt_ids, candidates):
         full = torch.tensor([prompt_ids + ids], device=engine.device)
         with torch.no_grad():
             logps = torch.log_softmax(engine.model(input_ids=full).logits[0, :-1].float(), -1)
-        targets = full[0, len(prompt_ids):]
-        scores.append(logps[len(prompt_ids) - 1:].gather(-1, targets[:, None]).sum().item())
+        targets = full[0, len(prompt_ids) :]
+        scores.append(logps[len(prompt_ids) - 1 :].gather(-1, targets[:, None]).sum().item())
     return max(range(len(candidates)), key=scores.__getitem__)
 
 
@@ -66,10 +66,23 @@ def main():
             texts = engine.generate([prompt_ids(r) for r in chunk], args.sampling, args.seed + shard * args.shard_size)
             answers = [parse_answer(t) for t in texts]
         else:
-            answers = [(r["trait_1"], r["trait_2"])[loglik_choice(engine, prompt_ids(r), [
-                f"<answer>{r['trait_1']}</answer>", f"<answer>{r['trait_2']}</answer>"])] for r in chunk]
-        return [{"trait_1": r["trait_1"], "trait_2": r["trait_2"], "answer": a,
-                 "winner": verdict(a, r["trait_1"], r["trait_2"])} for r, a in zip(chunk, answers)]
+            answers = [
+                (r["trait_1"], r["trait_2"])[
+                    loglik_choice(
+                        engine, prompt_ids(r), [f"<answer>{r['trait_1']}</answer>", f"<answer>{r['trait_2']}</answer>"]
+                    )
+                ]
+                for r in chunk
+            ]
+        return [
+            {
+                "trait_1": r["trait_1"],
+                "trait_2": r["trait_2"],
+                "answer": a,
+                "winner": verdict(a, r["trait_1"], r["trait_2"]),
+            }
+            for r, a in zip(chunk, answers)
+        ]
 
     judged = run_sharded(args.out, rows, args.shard_size, work)
     invalid = sum(j["winner"] is None for j in judged)

@@ -51,8 +51,15 @@ def plot_distribution(panels, after_label, out):
     high = max(max(b + n) for _, b, n in data) + 100
     fig, axes = plt.subplots(1, len(data), figsize=(5 * len(data), 4), sharex=True, squeeze=False)
     for ax, (title, before, after) in zip(axes[0], data):
-        ax.hist(before, bins=20, range=(low, high), density=True, alpha=0.5, color="tab:blue",
-                label="Before Character Training")
+        ax.hist(
+            before,
+            bins=20,
+            range=(low, high),
+            density=True,
+            alpha=0.5,
+            color="tab:blue",
+            label="Before Character Training",
+        )
         ax.hist(after, bins=20, range=(low, high), density=True, alpha=0.5, color="tab:orange", label=after_label)
         ax.set_title(title, fontsize=14)
     axes[0][0].set_ylabel("Density")

@@ -35,10 +35,40 @@ rows = []
 for (model, condition), (base, new) in tables.items():
     for trait in base:
         b, n = base[trait], new[trait]
-        rows.append([model, condition, trait, b["elo"], b["ci_low"], b["ci_high"], n["elo"], n["ci_low"], n["ci_high"],
-                     round(float(n["elo"]) - float(b["elo"]), 2), b["invalid_rate"], n["invalid_rate"]])
-write(args.elo_table, ["model", "condition", "trait", "base_elo", "base_ci_low", "base_ci_high", "trained_elo",
-                       "trained_ci_low", "trained_ci_high", "change", "base_invalid_rate", "trained_invalid_rate"], rows)
+        rows.append(
+            [
+                model,
+                condition,
+                trait,
+                b["elo"],
+                b["ci_low"],
+                b["ci_high"],
+                n["elo"],
+                n["ci_low"],
+                n["ci_high"],
+                round(float(n["elo"]) - float(b["elo"]), 2),
+                b["invalid_rate"],
+                n["invalid_rate"],
+            ]
+        )
+write(
+    args.elo_table,
+    [
+        "model",
+        "condition",
+        "trait",
+        "base_elo",
+        "base_ci_low",
+        "base_ci_high",
+        "trained_elo",
+        "trained_ci_low",
+        "trained_ci_high",
+        "change",
+        "base_invalid_rate",
+        "trained_invalid_rate",
+    ],
+    rows,
+)
 
 
 def scores(table):
@@ -50,7 +80,9 @@ for condition in dict.fromkeys(c for _, c in tables):
     models = [m for m, c in tables if c == condition]
     for model in models:
         base, new = tables[(model, condition)]
-        correlations.append([condition, "before vs after training", model, model, elo.spearman(scores(base), scores(new))])
+        correlations.append(
+            [condition, "before vs after training", model, model, elo.spearman(scores(base), scores(new))]
+        )
     for a, b in itertools.combinations(models, 2):
         for stage, index in (("between models before training", 0), ("between models after training", 1)):
             value = elo.spearman(scores(tables[(a, condition)][index]), scores(tables[(b, condition)][index]))

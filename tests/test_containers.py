@@ -232,4 +232,3 @@ def test_the_test_profile_differs_from_the_users_only_where_it_must():
     assert differing == {"software-deployment-method", "apptainer-args", "slurm-init-seconds-before-status-checks"}
     assert users["executor"] == "slurm" and users["software-deployment-method"] == ["apptainer"]
     assert "--nv" in users["apptainer-args"].split()
-

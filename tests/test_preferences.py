@@ -38,13 +38,16 @@ def test_bootstrap_is_reproducible_for_a_seed_and_varies_with_it():
     assert len({round(run["a"], 6) for run in first}) > 1
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("thinking... <answer> Warm </answer>", "warm"),
-    ("<answer>poetic</answer> and later <answer>blunt</answer>", "poetic"),  # the first one counts
-    ("I would say warm.", None),
-    ("<answer>warm", None),
-    ("</answer>warm<answer>", ""),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("thinking... <answer> Warm </answer>", "warm"),
+        ("<answer>poetic</answer> and later <answer>blunt</answer>", "poetic"),  # the first one counts
+        ("I would say warm.", None),
+        ("<answer>warm", None),
+        ("</answer>warm<answer>", ""),
+    ],
+)
 def test_judge_answers_are_parsed_from_the_first_answer_tags(text, expected):
     assert parse_answer(text) == expected
 
@@ -56,19 +59,45 @@ def test_an_answer_that_is_neither_trait_is_invalid_not_an_error():
 
 
 def test_elo_table_counts_invalid_judgements_and_empty_sets_are_named(tmp_path):
-    rows = [{"trait_1": "warm", "trait_2": "blunt", "answer": "warm", "winner": "warm"},
-            {"trait_1": "warm", "trait_2": "blunt", "answer": None, "winner": None}]
+    rows = [
+        {"trait_1": "warm", "trait_2": "blunt", "answer": "warm", "winner": "warm"},
+        {"trait_1": "warm", "trait_2": "blunt", "answer": None, "winner": None},
+    ]
     write_jsonl(tmp_path / "j.jsonl", rows)
-    run_script("compute_elo.py", "--judgements", tmp_path / "j.jsonl", "--traits", '["warm", "blunt", "calm"]',
-               "--bootstrap", 20, "--seed", 1, "--label", "model m, variant loving, condition like", "--out", tmp_path / "elo.csv")
+    run_script(
+        "compute_elo.py",
+        "--judgements",
+        tmp_path / "j.jsonl",
+        "--traits",
+        '["warm", "blunt", "calm"]',
+        "--bootstrap",
+        20,
+        "--seed",
+        1,
+        "--label",
+        "model m, variant loving, condition like",
+        "--out",
+        tmp_path / "elo.csv",
+    )
     table = {r["trait"]: r for r in csv.DictReader(open(tmp_path / "elo.csv"))}
     assert float(table["warm"]["elo"]) == 1016.0 and table["calm"]["comparisons"] == "0"
     assert table["warm"]["invalid_rate"] == "0.5"
 
     write_jsonl(tmp_path / "none.jsonl", rows[1:])
-    result = run_script("compute_elo.py", "--judgements", tmp_path / "none.jsonl", "--traits", '["warm", "blunt"]',
-                        "--seed", 1, "--label", "model m, variant loving, condition like", "--out", tmp_path / "x.csv",
-                        check=False)
+    result = run_script(
+        "compute_elo.py",
+        "--judgements",
+        tmp_path / "none.jsonl",
+        "--traits",
+        '["warm", "blunt"]',
+        "--seed",
+        1,
+        "--label",
+        "model m, variant loving, condition like",
+        "--out",
+        tmp_path / "x.csv",
+        check=False,
+    )
     assert result.returncode != 0 and "no valid comparison for model m, variant loving, condition like" in result.stderr
 
 
@@ -82,12 +111,36 @@ def elo_csv(path, scores):
 
 
 def test_delta_figure_shows_the_five_biggest_falls_and_rises_by_name(tmp_path):
-    traits = ["warm", "blunt", "calm", "poetic", "serious", "playful", "formal", "curious", "gentle", "bold", "stoic",
-              "witty"]
+    traits = [
+        "warm",
+        "blunt",
+        "calm",
+        "poetic",
+        "serious",
+        "playful",
+        "formal",
+        "curious",
+        "gentle",
+        "bold",
+        "stoic",
+        "witty",
+    ]
     base = elo_csv(tmp_path / "base.csv", {t: 1000 for t in traits})
     new = elo_csv(tmp_path / "new.csv", {t: 1000 + 10 * (i - 6) for i, t in enumerate(traits)})
-    run_script("plot_elo.py", "delta", "--panel", "llama", base, new, "--panel", "qwen", base, new,
-               "--out", tmp_path / "fig.pdf")
+    run_script(
+        "plot_elo.py",
+        "delta",
+        "--panel",
+        "llama",
+        base,
+        new,
+        "--panel",
+        "qwen",
+        base,
+        new,
+        "--out",
+        tmp_path / "fig.pdf",
+    )
     text = "".join(page.extract_text() for page in PdfReader(tmp_path / "fig.pdf").pages)
     for trait in traits[:5] + traits[-5:]:
         assert trait in text

@@ -109,11 +109,17 @@ def test_elo_figures_and_tables_compare_students_before_and_after(tiny_run):
         assert sum(trait in text for trait in moved) >= 10  # the top and bottom five of each panel
         spearman = list(csv.DictReader(open(workdir / f"results/tables/spearman_{persona}.csv")))
         assert {r["comparison"] for r in spearman} == {
-            "before vs after training", "between models before training", "between models after training"}
+            "before vs after training",
+            "between models before training",
+            "between models after training",
+        }
         assert (workdir / f"results/figures/elo_distribution_{persona}.png").exists()
     assert (workdir / "results/figures/appendix/elo_tiny-gemma_like.pdf").exists()
-    base_runs = [j for j in planned_jobs(result.stdout + result.stderr)
-                 if j[0] == "generate_preferences" and j[1]["variant"] == "base"]
+    base_runs = [
+        j
+        for j in planned_jobs(result.stdout + result.stderr)
+        if j[0] == "generate_preferences" and j[1]["variant"] == "base"
+    ]
     assert len(base_runs) == 2  # once per student (and condition), shared by both personas
 
 
@@ -209,5 +215,7 @@ def test_the_paper_config_plans_every_job(tmp_path):
     assert len(jobs) == 771
     preferences = [j for j in jobs if j[0] == "generate_preferences"]
     assert len(preferences) == 3 * 12 * 3  # students x (base + 11 personas) x conditions
-    assert len([j for j in preferences if j[1]["variant"] == "base"]) == 9  # base models measured once    assert len([j for j in jobs if j[0] == "generate_chosen"]) == 11  # once per persona, not per student
+    assert (
+        len([j for j in preferences if j[1]["variant"] == "base"]) == 9
+    )  # base models measured once    assert len([j for j in jobs if j[0] == "generate_chosen"]) == 11  # once per persona, not per student
     assert len([j for j in jobs if j[0] == "train_dpo"]) == 33
