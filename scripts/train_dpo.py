@@ -60,15 +60,17 @@ class CharacterDPOTrainer(training.Speedups, DPOTrainer):
     def _per_token_logps(self, model, inputs):
         """Log-probs [rows, T - 1] of each next token (zero where it is no completion token)."""
         if "packed_ids" in inputs:  # padding-free (PackRows): one row, each sequence attending to itself
-            packing = dict(cu_seq_lens_q=inputs["cu_seq_lens"], max_length_q=inputs["max_length"])
+            starts, longest = inputs["cu_seq_lens"], inputs["max_length"]
             out = model(
                 input_ids=inputs["packed_ids"],
                 position_ids=inputs["position_ids"],
                 labels=inputs["packed_labels"],
                 use_cache=False,
                 fused_lm_head=True,
-                **packing,
-                **{k.replace("_q", "_k"): v for k, v in packing.items()},
+                cu_seq_lens_q=starts,
+                cu_seq_lens_k=starts,
+                max_length_q=longest,
+                max_length_k=longest,
             )
             return out.log_probs[0, inputs["unpack_index"]]
         # No attention mask: the collator pads on the right, where the causal mask already keeps every real token
