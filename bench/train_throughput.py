@@ -179,8 +179,8 @@ def trl_default_trainer(stage, model, tokenizer, train, max_length, steps, out, 
     from octlib import training
 
     common = dict(output_dir=out, max_steps=steps, max_length=max_length, report_to="none", save_strategy="no")
-    common.update(gradient_accumulation_steps=GLOBAL_BATCH // 8)  # TRL's default micro-batch is 8
-    common.update(bf16=cuda, use_cpu=not cuda)
+    # TRL's default micro-batch is 8, accumulated here to the global batch
+    common.update(gradient_accumulation_steps=GLOBAL_BATCH // 8, bf16=cuda, use_cpu=not cuda)
     lora = training.lora_config(LORA)
     if stage == "dpo":
 

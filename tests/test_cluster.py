@@ -48,7 +48,8 @@ def why_no_cluster():
     return None
 
 
-pytestmark = pytest.mark.skipif(why_no_cluster() is not None, reason=str(why_no_cluster()))
+NO_CLUSTER = why_no_cluster()
+pytestmark = pytest.mark.skipif(NO_CLUSTER is not None, reason=str(NO_CLUSTER))
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,6 @@
 """Revealed preferences: judge parsing, Elo, its bootstrap and the figures (reference.md §1.16, §3)."""
 
 import csv
-import json
 
 import pytest
 from pypdf import PdfReader

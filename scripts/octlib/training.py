@@ -2,6 +2,7 @@
 LoRA settings, the optimiser and schedule of reference.md §2.1 expressed as TRL arguments, and the speed-ups
 that leave the objective as it is (measured by bench/train_throughput.py)."""
 
+import functools
 import importlib
 import inspect
 import os
@@ -145,15 +146,17 @@ def padding_free(settings):
     wanted = settings.get("padding_free", "auto")
     if wanted != "auto":
         return bool(wanted)
-    return torch.cuda.is_available() and settings.get("bf16", True) and has_varlen_attention()
+    return torch.cuda.is_available() and settings.get("bf16", True) and varlen_parameters() is not None
 
 
-def has_varlen_attention():
+@functools.cache
+def varlen_parameters():
+    """The parameters of PyTorch's varlen attention, which change between versions; None where it has none."""
     try:
-        from torch.nn.attention.varlen import varlen_attn  # noqa: F401
+        from torch.nn.attention.varlen import varlen_attn
     except ImportError:
-        return False
-    return True
+        return None
+    return set(inspect.signature(varlen_attn).parameters)
 
 
 class PackRows:
@@ -194,7 +197,7 @@ def varlen_attention(module, query, key, value, attention_mask, scaling=None, dr
     from torch.nn.attention.varlen import varlen_attn
 
     q, k, v = (x[0].transpose(0, 1).contiguous() for x in (query, key, value))  # [tokens, heads, dim]
-    options = inspect.signature(varlen_attn).parameters
+    options = varlen_parameters()
     window = kwargs.get("sliding_window")  # Gemma's local layers: a query sees the last `window` positions
     extra = {"window_size": (window - 1 if window else -1, 0)} if "window_size" in options else {"is_causal": True}
     if q.size(1) != k.size(1):
@@ -211,13 +214,11 @@ def use_varlen_attention(model):
     """Run the model's attention through varlen_attention; False, changing nothing, where the model has sliding
     window layers and this PyTorch's varlen attention cannot window. varlen_attention is no mask interface of
     transformers, so the model builds no mask for it (nor reads the packing back from position_ids, a GPU sync)."""
-    from torch.nn.attention.varlen import varlen_attn
     from transformers import AttentionInterface
 
     text = model.config.get_text_config()
-    if "sliding_attention" in (getattr(text, "layer_types", None) or []):
-        if "window_size" not in inspect.signature(varlen_attn).parameters:
-            return False
+    if "sliding_attention" in (getattr(text, "layer_types", None) or []) and "window_size" not in varlen_parameters():
+        return False
     AttentionInterface.register(VARLEN, varlen_attention)
     model.set_attn_implementation(VARLEN)
     return True
