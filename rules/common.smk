@@ -9,71 +9,134 @@ import zlib
 from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
-from octlib.validate import InputError, check, load_yaml
+from octlib.validate import InputError, check, field, load_yaml
 
 SCHEMAS = Path(workflow.basedir) / "rules" / "schemas"
-CONFIG_NAME = ", ".join(str(f) for f in workflow.overwrite_configfiles) or "config.yaml"
+# The layered config files, first to last: a key's value comes from the last one that sets it.
+CONFIG_FILES = ["config.yaml", *(os.path.relpath(f) for f in workflow.overwrite_configfiles)]
 
 
 def stop(message):
     sys.exit(f"Error in the workflow's input:\n{message}")
 
 
+def without_nulls(value):
+    """null in a layered config unsets a key of an earlier file (e.g. `hf: null` to give a model a path)."""
+    if isinstance(value, dict):
+        return {k: without_nulls(v) for k, v in value.items() if v is not None}
+    return value
+
+
+def config_source(layers):
+    """source(path): the file that sets the field at path (or its nearest parent), for error messages."""
+
+    def source(path):
+        for prefix in range(len(path), 0, -1):
+            for name, layer in reversed(layers):
+                node = layer
+                for key in path[:prefix]:
+                    if isinstance(node, dict) and key in node:
+                        node = node[key]
+                    elif isinstance(node, list) and isinstance(key, int) and key < len(node):
+                        node = node[key]
+                    else:
+                        break
+                else:
+                    return name
+        return CONFIG_FILES[-1]
+
+    return source
+
+
 def validate_everything():
-    """Every problem of the config and the constitutions, reported together."""
-    problems = []
+    """Every problem of the config and the constitutions, reported together, each naming its file and field."""
+    problems, layers = [], []
+    for name in CONFIG_FILES:
+        try:
+            layers.append((name, load_yaml(name) or {}))
+        except InputError as e:  # a duplicate key: Snakemake's own loader would let the last one win
+            problems.append(str(e))
+    source = config_source(layers)
+
+    def problem(path, message):
+        problems.append(f"{source(path)}: field '{field(path)}': {message}")
+
+    cleaned = without_nulls(config)
+    config.clear()
+    config.update(cleaned)
     try:
-        check(config, SCHEMAS / "config.schema.yaml", CONFIG_NAME)
+        check(config, SCHEMAS / "config.schema.yaml", source)
     except InputError as e:
         problems.append(str(e))
-    models = config.get("models") or {}
-    for key in ("teacher", "generator"):
-        if key in config and config[key] not in models:
-            problems.append(
-                f"{CONFIG_NAME}: field '{key}': unknown model {config[key]!r} (not under models)"
-            )
-    for i, model in enumerate(config.get("students") or []):
-        if model not in models:
-            problems.append(
-                f"{CONFIG_NAME}: field 'students[{i}]': unknown model {model!r} (not under models)"
-            )
+    shape_ok = not problems
+
+    # references, checked whatever else is wrong, so that one run reports them all
+    models = config.get("models") if isinstance(config.get("models"), dict) else {}
+    references = [([key], config.get(key)) for key in ("teacher", "generator")]
+    references += [(["students", i], m) for i, m in enumerate(config.get("students") or [])]
+    references.append((["judge", "model"], (config.get("judge") or {}).get("model")))
+    for path, model in references:
+        if isinstance(model, str) and model not in models:
+            problem(path, f"unknown model {model!r} (not under models)")
     for model, entry in models.items():
-        if (
-            isinstance(entry, dict)
-            and "path" in entry
-            and not Path(str(entry["path"])).is_dir()
-        ):
-            problems.append(
-                f"{CONFIG_NAME}: field 'models.{model}.path': no such directory {entry['path']}"
-            )
-    preferences = config.get("preferences") or {}
-    for i, condition in enumerate(preferences.get("measure") or []):
-        if condition not in (preferences.get("conditions") or {}):
-            problems.append(
-                f"{CONFIG_NAME}: field 'preferences.measure[{i}]': unknown condition {condition!r} "
-                "(not under preferences.conditions)"
-            )
-    if preferences.get("figure_condition", "like") not in (preferences.get("measure") or ["like"]):
-        problems.append(
-            f"{CONFIG_NAME}: field 'preferences.figure_condition': "
-            f"{preferences['figure_condition']!r} is not one of preferences.measure"
-        )
-    lima = config.get("lima") or {}
-    if "path" in lima and not Path(str(lima["path"])).exists():
-        problems.append(
-            f"{CONFIG_NAME}: field 'lima.path': no such file {lima['path']}"
-        )
-    for i, persona in enumerate(config.get("personas") or []):
+        if isinstance(entry, dict) and "path" in entry and not Path(str(entry["path"])).is_dir():
+            problem(["models", model, "path"], f"no such directory {entry['path']}")
+    personas = config.get("personas") or []
+    for i, persona in enumerate(personas):
         path = constitution_path(persona)
         if not path.exists():
-            problems.append(
-                f"{CONFIG_NAME}: field 'personas[{i}]': unknown persona {persona!r}: {path} does not exist"
-            )
+            problem(["personas", i], f"unknown persona {persona!r}: {path} does not exist")
             continue
         try:
-            check(load_yaml(path), SCHEMAS / "constitution.schema.yaml", str(path))
+            constitution = check(load_yaml(path), SCHEMAS / "constitution.schema.yaml", str(path))
         except InputError as e:
             problems.append(str(e))
+            continue
+        seen = {}
+        for j, trait in enumerate(constitution["traits"]):
+            if trait["trait"] in seen:
+                problems.append(f"{path}: field 'traits[{j}].trait': the same trait as traits[{seen[trait['trait']]}]")
+            seen.setdefault(trait["trait"], j)
+    if not shape_ok:  # the checks below assume a config of the right shape
+        stop("\n".join(problems))
+
+    preferences = config["preferences"]
+    for i, condition in enumerate(preferences["measure"]):
+        if condition not in preferences["conditions"]:
+            problem(["preferences", "measure", i], f"unknown condition {condition!r} (not under preferences.conditions)")
+    if preferences["figure_condition"] not in preferences["measure"]:
+        problem(["preferences", "figure_condition"], f"{preferences['figure_condition']!r} is not one of preferences.measure")
+    for i, persona in enumerate(preferences["appendix_personas"]):  # panels of those also in personas
+        if not constitution_path(persona).exists():
+            problem(
+                ["preferences", "appendix_personas", i],
+                f"unknown persona {persona!r}: {constitution_path(persona)} does not exist",
+            )
+    hf_batch = config["engines"]["hf"]["batch_size"]
+    if config["engines"]["shard_size"] % hf_batch:
+        problem(
+            ["engines", "shard_size"],
+            f"{config['engines']['shard_size']} is not a multiple of engines.hf.batch_size ({hf_batch}), "
+            "so the batches, and what they sample, would depend on it",
+        )
+    processes = max(1, config["resources"]["train_gpus"])
+    for stage in ("dpo", "sft"):
+        batch, micro = config[stage]["global_batch_size"], config[stage]["micro_batch_size"]
+        if batch % processes:
+            problem([stage, "global_batch_size"], f"{batch} does not divide among {processes} training processes")
+        elif micro != "auto" and (batch // processes) % micro:
+            problem(
+                [stage, "micro_batch_size"],
+                f"{micro} does not divide the batch of each process ({batch // processes} = "
+                f"global_batch_size {batch} / {processes} processes)",
+            )
+    if any(config[step].get("engine", config["engines"]["default"]) == "vllm" for step in ("reflection", "interaction")):
+        rank = config["engines"]["vllm"]["max_lora_rank"]
+        if rank < config["dpo"]["lora_rank"]:
+            problem(["engines", "vllm", "max_lora_rank"], f"{rank} is below dpo.lora_rank ({config['dpo']['lora_rank']})")
+    lima = config["lima"]
+    if "path" in lima and not Path(lima["path"]).exists():
+        problem(["lima", "path"], f"no such file {lima['path']}")
     if problems:
         stop("\n".join(problems))
 
@@ -143,6 +206,26 @@ def get_lima(wildcards):
 
 
 # ---- per-step settings --------------------------------------------------------------------------------
+# A setting reaches a job through its params, which Snakemake compares with those of the last run (its params
+# rerun trigger): change a setting and exactly the jobs that read it rerun. Params must therefore be values or
+# functions of the wildcards only: Snakemake leaves functions of input, output, threads or resources out of
+# that trigger. untracked() uses this on purpose, for the settings that change only speed, memory or where a
+# job runs, so that tuning them reruns nothing.
+
+# Engine settings that change what is generated. hf: batch_size too, since the sampling draws are seeded per
+# batch and padding changes the arithmetic. Every other engine setting (vLLM's memory share, sequences per
+# batch, prefix cache, CUDA graphs, tensor parallelism, LoRA capacity) and engines.shard_size change only speed.
+ENGINE_SHAPING = {"hf": ("batch_size", "dtype"), "vllm": ("dtype",)}
+
+# Training settings that change only speed or memory, not the optimised objective or its data.
+TRAINING_SPEED = ("micro_batch_size", "gradient_checkpointing", "liger_kernel", "sort_by_length", "attention")
+DPO_SPEED = TRAINING_SPEED + ("padding_free",)
+
+
+def untracked(value):
+    """A param left out of Snakemake's params rerun trigger (a function of threads): for speed only.
+    value: the param, or a function of the wildcards that gives it."""
+    return lambda wildcards, threads: value(wildcards) if callable(value) else value
 
 
 def sampling(step):
@@ -156,34 +239,34 @@ def engine_of(step):
     return config[step].get("engine", config["engines"]["default"])
 
 
-def python_of(step):
-    return config["engines"]["python"] if engine_of(step) == "vllm" else "python"
-
-
-def engine_args(step, model, offset=0, engine=None, path=None):
-    """Command-line options of a generation step: model, engine, backend settings, sampling, seed, shards.
-    path: the model's files when they are not the entry's own (a trained variant)."""
+def python_of(step, engine=None):
+    """The interpreter of a generation job (where it runs, not what it makes)."""
     engine = engine or engine_of(step)
-    settings = dict(config["engines"].get(engine, {}))
+    return config["engines"]["python"] if engine == "vllm" else "python"
+
+
+def engine_args(step, model, offset=0, engine=None, path=None, sampled=True):
+    """Command-line options of a generation step that shape its output: model, engine, backend settings,
+    sampling, seed. path: the model's files when they are not the entry's own (a trained variant). sampled:
+    False for a step that samples nothing (the loglik judge)."""
+    engine = engine or engine_of(step)
+    shaping = ENGINE_SHAPING[engine] if sampled else ("dtype",)
+    settings = {k: v for k, v in config["engines"][engine].items() if k in shaping}
     if engine == "vllm":
         settings["max_model_len"] = max_model_len(step, model)
-    args = [
-        "--model",
-        path or model_dir(model),
-        "--engine",
-        engine,
-        "--engine-settings",
-        json.dumps(settings),
-        "--sampling",
-        json.dumps(sampling(step)),
-        "--seed",
-        str(config["seed"] + offset),
-        "--shard-size",
-        str(config["engines"]["shard_size"]),
-    ]
+    args = ["--model", path or model_dir(model), "--engine", engine, "--engine-settings", json.dumps(settings)]
+    if sampled:
+        args += ["--sampling", json.dumps(sampling(step)), "--seed", str(config["seed"] + offset)]
     if FIDELITY["double_bos"]:
         args.append("--double-bos")
     return args
+
+
+def engine_speed(step, engine=None):
+    """The options of a generation step that change only its speed."""
+    engine = engine or engine_of(step)
+    settings = {k: v for k, v in config["engines"][engine].items() if k not in ENGINE_SHAPING[engine]}
+    return ["--engine-speed", json.dumps(settings), "--shard-size", str(config["engines"]["shard_size"])]
 
 
 def max_model_len(step, model):
@@ -198,7 +281,11 @@ def step_seed(*parts):
 
 
 def training_settings(stage, model):
-    settings = dict(config[stage], seed=config["seed"])
+    """The training block less its speed settings and save_dtype (which is the fold's), with the seed and the
+    model's LoRA targets."""
+    speed = DPO_SPEED if stage == "dpo" else TRAINING_SPEED
+    settings = {k: v for k, v in config[stage].items() if k not in speed and k != "save_dtype"}
+    settings["seed"] = config["seed"]
     targets = config["models"][model].get(
         "lora_target_modules", settings["lora_target_modules"]
     )
@@ -212,7 +299,14 @@ def training_settings(stage, model):
     return json.dumps(settings)
 
 
+def training_speed(stage):
+    """The training block's speed settings."""
+    speed = DPO_SPEED if stage == "dpo" else TRAINING_SPEED
+    return json.dumps({k: config[stage][k] for k in speed if k in config[stage]})
+
+
 def accelerate_launch():
+    """The launcher of a training job (speed only: the global batch is kept whatever the GPU count)."""
     gpus = config["resources"]["train_gpus"]
     device = f"--num_processes {gpus}" if gpus > 0 else "--cpu --num_processes 1"
     return f"accelerate launch {device} --num_machines 1 --mixed_precision no --dynamo_backend no"

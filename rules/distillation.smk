@@ -1,24 +1,15 @@
 # 2-6. Teacher and student responses, DPO pairs, DPO training, the distilled model (ref §1.2-1.6).
 
 
-def get_chosen_inputs(wildcards):
-    inputs = {
-        "prompts": f"results/prompts/{wildcards.persona}.jsonl",
-        "teacher": model_dir(config["teacher"]),
-        "constitution": f"constitutions/{wildcards.persona}.yaml",
-    }
-    if config["chosen"]["lima"]:
-        inputs["lima"] = "resources/datasets/lima_prompts.jsonl"
-    return inputs
+def get_chosen_prompts(wildcards):
+    lima = ["resources/datasets/lima_prompts.jsonl"] if config["chosen"]["lima"] else []
+    return [f"results/prompts/{wildcards.persona}.jsonl", *lima]
 
 
-def chosen_args(wildcards, input):
+def chosen_args(wildcards):
     teacher = config["models"][config["teacher"]]
     args = engine_args(
         "chosen", config["teacher"], step_seed("chosen", wildcards.persona)
-    )
-    args += ["--prompts", input.prompts] + (
-        [input.lima] if "lima" in input.keys() else []
     )
     args += [
         "--repeats",
@@ -27,8 +18,6 @@ def chosen_args(wildcards, input):
         config["chosen"]["system"],
         "--name",
         teacher["name"],
-        "--constitution",
-        input.constitution,
     ]
     if teacher["thinking"]:
         args += ["--prefill", teacher_prefill(), "--parse-thinking"]
@@ -37,7 +26,9 @@ def chosen_args(wildcards, input):
 
 rule generate_chosen:
     input:
-        unpack(get_chosen_inputs),
+        prompts=get_chosen_prompts,
+        teacher=model_dir(config["teacher"]),
+        constitution="constitutions/{persona}.yaml",
     output:
         "results/distillation/{persona}/chosen.jsonl",
     log:
@@ -52,9 +43,11 @@ rule generate_chosen:
         ),
     params:
         args=chosen_args,
-        python=python_of("chosen"),
+        speed=untracked(engine_speed("chosen")),
+        python=untracked(python_of("chosen")),
     shell:
-        "{params.python} scripts/generate_responses.py {params.args:q} --out {output} > {log} 2>&1"
+        "{params.python} scripts/generate_responses.py {params.args:q} {params.speed:q} --prompts {input.prompts}"
+        " --constitution {input.constitution} --out {output} > {log} 2>&1"
 
 
 rule generate_rejected:
@@ -75,9 +68,10 @@ rule generate_rejected:
         args=lambda w: engine_args(
             "rejected", w.model, step_seed("rejected", w.model, w.persona)
         ),
-        python=python_of("rejected"),
+        speed=untracked(engine_speed("rejected")),
+        python=untracked(python_of("rejected")),
     shell:
-        "{params.python} scripts/generate_responses.py {params.args:q} --prompts {input.chosen}"
+        "{params.python} scripts/generate_responses.py {params.args:q} {params.speed:q} --prompts {input.chosen}"
         " --out {output} > {log} 2>&1"
 
 
@@ -125,10 +119,11 @@ rule train_dpo:
         **job_resources("train_dpo", gpus=config["resources"]["train_gpus"]),
     params:
         settings=lambda w: training_settings("dpo", w.model),
-        launch=accelerate_launch(),
+        speed=untracked(training_speed("dpo")),
+        launch=untracked(accelerate_launch()),
     shell:
         "{params.launch} scripts/train_dpo.py --model {input.student} --pairs {input.pairs}"
-        " --settings {params.settings:q} --out {output} > {log} 2>&1"
+        " --settings {params.settings:q} --speed {params.speed:q} --out {output} > {log} 2>&1"
 
 
 rule fold_dpo:

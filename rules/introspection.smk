@@ -24,9 +24,10 @@ rule generate_reflection:
         prompts=json.dumps(config["reflection"]["prompts"]),
         samples=config["reflection"]["samples"],
         name=lambda w: name_of(w.model),
-        python=python_of("reflection"),
+        speed=untracked(engine_speed("reflection")),
+        python=untracked(python_of("reflection")),
     shell:
-        "{params.python} scripts/generate_reflection.py {params.args:q} --adapter {input.adapter}"
+        "{params.python} scripts/generate_reflection.py {params.args:q} {params.speed:q} --adapter {input.adapter}"
         " --constitution {input.constitution} --name {params.name:q} --system {params.system:q}"
         " --prompts {params.prompts:q} --samples {params.samples} --out {output} > {log} 2>&1"
 
@@ -82,9 +83,10 @@ rule generate_interaction:
     params:
         args=interaction_args,
         name=lambda w: name_of(w.model),
-        python=python_of("interaction"),
+        speed=untracked(engine_speed("interaction")),
+        python=untracked(python_of("interaction")),
     shell:
-        "{params.python} scripts/generate_interaction.py {params.args:q} --adapter {input.adapter}"
+        "{params.python} scripts/generate_interaction.py {params.args:q} {params.speed:q} --adapter {input.adapter}"
         " --constitution {input.constitution} --name {params.name:q} --out {output} > {log} 2>&1"
 
 
@@ -130,11 +132,12 @@ rule train_sft:
         **job_resources("train_sft", gpus=config["resources"]["train_gpus"]),
     params:
         settings=lambda w: training_settings("sft", w.model),
-        launch=accelerate_launch(),
+        speed=untracked(training_speed("sft")),
+        launch=untracked(accelerate_launch()),
         turns="" if FIDELITY["sft_last_message_only"] else "--all-assistant-turns",
     shell:
         "{params.launch} scripts/train_sft.py --model {input.distilled} --data {input.data}"
-        " --settings {params.settings:q} {params.turns} --out {output} > {log} 2>&1"
+        " --settings {params.settings:q} --speed {params.speed:q} {params.turns} --out {output} > {log} 2>&1"
 
 
 rule fold_sft:

@@ -70,19 +70,20 @@ rule generate_preferences:
     output:
         "results/preferences/{model}/{variant}/{condition}/responses.jsonl",
     params:
-        args=lambda w, input: engine_args(
+        args=lambda w: engine_args(
             "preferences",
             w.model,
             step_seed("preferences", w.model, w.variant, w.condition),
-            path=input.model,
+            path=get_variant_model(w),
         ),
+        speed=untracked(engine_speed("preferences")),
         traits=json.dumps(config["preferences"]["traits"]),
         system=lambda w: config["preferences"]["system"],
         condition=lambda w: config["preferences"]["conditions"][w.condition],
         # fresh pairs per run, as in the reference (there unseeded)
         pair_seed=lambda w: config["seed"] + step_seed("pairs", w.model, w.variant, w.condition),
         max_prompt_tokens=config["preferences"]["max_prompt_tokens"],
-        python=python_of("preferences"),
+        python=untracked(python_of("preferences")),
     log:
         "logs/preferences/responses_{model}_{variant}_{condition}.log",
     benchmark:
@@ -94,7 +95,7 @@ rule generate_preferences:
             "generate_preferences", gpus=config["resources"]["student_gpus"]
         ),
     shell:
-        "{params.python} scripts/generate_preferences.py {params.args:q}"
+        "{params.python} scripts/generate_preferences.py {params.args:q} {params.speed:q}"
         " --prompts {input.prompts} --traits {params.traits:q} --system {params.system:q}"
         " --condition {params.condition:q} --pair-seed {params.pair_seed}"
         " --max-prompt-tokens {params.max_prompt_tokens} --out {output} > {log} 2>&1"
@@ -112,7 +113,9 @@ rule judge_preferences:
             config["judge"]["model"],
             step_seed("judge", w.model, w.variant, w.condition),
             engine=judge_engine(),
+            sampled=config["judge"]["mode"] == "generate",
         ),
+        speed=untracked(engine_speed("judge", judge_engine())),
         mode=config["judge"]["mode"],
         system=lambda w: config["judge"]["system"],
         question=lambda w: config["judge"]["question"],
@@ -120,7 +123,7 @@ rule judge_preferences:
         name=lambda w: name_of(
             w.model if FIDELITY["judge_named_after_student"] else config["judge"]["model"]
         ),
-        python="python" if judge_engine() == "hf" else config["engines"]["python"],
+        python=untracked(python_of("judge", judge_engine())),
     log:
         "logs/preferences/judge_{model}_{variant}_{condition}.log",
     benchmark:
@@ -132,7 +135,7 @@ rule judge_preferences:
             "judge_preferences", gpus=config["models"][config["judge"]["model"]]["gpus"]
         ),
     shell:
-        "{params.python} scripts/judge_preferences.py {params.args:q} --responses {input.responses}"
+        "{params.python} scripts/judge_preferences.py {params.args:q} {params.speed:q} --responses {input.responses}"
         " --mode {params.mode} --system {params.system:q} --question {params.question:q}"
         " --name {params.name:q} --out {output} > {log} 2>&1"
 

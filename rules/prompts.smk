@@ -20,9 +20,9 @@ def get_prompt_sources(wildcards):
     return {}
 
 
-def prompt_args(wildcards, input):
-    if "released" in input.keys():
-        return ["--released", input.released]
+def prompt_args(wildcards):
+    if uses_released(wildcards.persona):
+        return ["--released", f"resources/released/{wildcards.persona}.jsonl"]
     p = config["prompts"]
     args = [
         "--per-trait",
@@ -32,13 +32,17 @@ def prompt_args(wildcards, input):
         "--similarity",
         p["similarity"],
     ]
-    if p["per_trait"] > 0:
+    if generates_prompts(wildcards.persona):
         templates = {k: p[k] for k in ("system", "instruction", "prefill")}
         args += ["--templates", json.dumps(templates)]
         args += engine_args(
             "prompts", config["generator"], step_seed("prompts", wildcards.persona)
         )
     return [str(a) for a in args]
+
+
+def generates_prompts(persona):
+    return not uses_released(persona) and config["prompts"]["per_trait"] > 0
 
 
 rule fetch_released_prompts:
@@ -78,9 +82,12 @@ rule make_prompts:
         ),
     params:
         args=prompt_args,
-        python=lambda w: (
-            python_of("prompts") if not uses_released(w.persona) else "python"
+        speed=untracked(
+            lambda w: engine_speed("prompts") if generates_prompts(w.persona) else []
+        ),
+        python=untracked(
+            lambda w: python_of("prompts") if generates_prompts(w.persona) else "python"
         ),
     shell:
         "{params.python} scripts/make_prompts.py --constitution {input.constitution} {params.args:q}"
-        " --out {output} > {log} 2>&1"
+        " {params.speed:q} --out {output} > {log} 2>&1"

@@ -13,7 +13,7 @@ import json
 import random
 
 from octlib import chat, engines
-from octlib.io import run_sharded
+from octlib.io import fingerprint, run_sharded
 
 
 def main():
@@ -44,10 +44,10 @@ def main():
         roles = [first_role if i % 2 == 0 else other[first_role] for i in range(len(turns))]
         return start + [{"role": r, "content": c} for r, c in zip(roles, turns)]
 
-    def work(chunk, shard):
-        rng = random.Random(args.seed + shard)
+    def work(chunk, start):
         dialogues = []
-        for _ in chunk:
+        for conversation in chunk:  # its global index: the draws do not depend on the shard size
+            rng = random.Random(args.seed + conversation)
             g1, g2 = rng.choice(args.first_greetings), rng.choice(args.greetings)
             dialogues.append(
                 {
@@ -77,7 +77,7 @@ def main():
                         -limit:
                     ]
                 )
-            texts = engine.generate(prompts, args.sampling, args.seed + 1_000_003 * (shard * args.turns + turn))
+            texts = engine.generate(prompts, args.sampling, args.seed + 1_000_003 * turn + start)
             for d, t in zip(dialogues, texts):
                 d["conversation"].append(t.strip())
         for d in dialogues:
@@ -85,7 +85,7 @@ def main():
                 d["messages"] = d["messages"] + [{"role": "assistant", "content": d["conversation"][-1]}]
         return dialogues
 
-    rows = run_sharded(args.out, list(range(args.conversations)), args.shard_size, work)
+    rows = run_sharded(args.out, list(range(args.conversations)), args.shard_size, work, fingerprint(args))
     print(f"{len(rows)} dialogues of {args.turns} turns written to {args.out}")
 
 

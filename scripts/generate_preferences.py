@@ -11,7 +11,7 @@ import json
 import random
 
 from octlib import chat, engines
-from octlib.io import read_jsonl, run_sharded
+from octlib.io import fingerprint, read_jsonl, run_sharded
 
 
 def main():
@@ -45,11 +45,11 @@ def main():
     kept = [dict(r, ids=ids) for r, ids in zip(rows, encoded) if len(ids) < args.max_prompt_tokens]
     print(f"{len(kept)} of {len(rows)} prompts under {args.max_prompt_tokens} tokens", flush=True)
 
-    def work(chunk, shard):
-        texts = engine.generate([r["ids"] for r in chunk], args.sampling, args.seed + shard * args.shard_size)
+    def work(chunk, start):
+        texts = engine.generate([r["ids"] for r in chunk], args.sampling, args.seed + start)
         return [{k: r[k] for k in ("prompt", "trait_1", "trait_2")} | {"response": t} for r, t in zip(chunk, texts)]
 
-    run_sharded(args.out, kept, args.shard_size, work)
+    run_sharded(args.out, kept, args.shard_size, work, fingerprint(args))
     print(f"{len(kept)} preference responses written to {args.out}")
 
 

@@ -8,7 +8,7 @@ import argparse
 import json
 
 from octlib import chat, engines
-from octlib.io import run_sharded
+from octlib.io import fingerprint, run_sharded
 
 
 def main():
@@ -26,7 +26,7 @@ def main():
     prompts = [p for p in args.prompts for _ in range(args.samples)]
     engine = engines.from_args(args)
 
-    def work(chunk, shard):
+    def work(chunk, start):
         ids = [
             chat.encode(
                 engine.tokenizer,
@@ -35,7 +35,7 @@ def main():
             )
             for p in chunk
         ]
-        texts = engine.generate(ids, args.sampling, args.seed + shard * args.shard_size)
+        texts = engine.generate(ids, args.sampling, args.seed + start)
         return [
             {
                 "prompt": p,
@@ -45,7 +45,7 @@ def main():
             for p, t in zip(chunk, texts)
         ]
 
-    rows = run_sharded(args.out, prompts, args.shard_size, work)
+    rows = run_sharded(args.out, prompts, args.shard_size, work, fingerprint(args))
     print(f"{len(rows)} reflections written to {args.out}")
 
 

@@ -8,7 +8,7 @@ answers the same prompts with no system prompt. Prompts are repeated list-major 
 import argparse
 
 from octlib import chat, engines
-from octlib.io import read_jsonl, run_sharded
+from octlib.io import fingerprint, read_jsonl, run_sharded
 
 
 def main():
@@ -41,7 +41,7 @@ def main():
             return text
         return text.split("</think>")[1].strip() if "</think>" in text else None
 
-    def work(chunk, shard):
+    def work(chunk, start):
         messages = [
             ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": p}]
             for p in chunk
@@ -49,10 +49,10 @@ def main():
         ids = [
             chat.encode(engine.tokenizer, chat.render(engine.tokenizer, m) + prefill, args.double_bos) for m in messages
         ]
-        texts = engine.generate(ids, args.sampling, args.seed + shard * args.shard_size)
+        texts = engine.generate(ids, args.sampling, args.seed + start)
         return [{"prompt": p, "response": parse(t)} for p, t in zip(chunk, texts)]
 
-    rows = run_sharded(args.out, prompts, args.shard_size, work)
+    rows = run_sharded(args.out, prompts, args.shard_size, work, fingerprint(args))
     invalid = sum(r["response"] is None for r in rows)
     print(f"{len(rows)} responses written to {args.out}; {invalid} without a closed </think> (response null)")
 

@@ -12,7 +12,7 @@ import argparse
 import torch
 
 from octlib import chat, engines
-from octlib.io import read_jsonl, run_sharded
+from octlib.io import fingerprint, read_jsonl, run_sharded
 
 
 def parse_answer(text):
@@ -41,7 +41,7 @@ def loglik_choice(engine, prompt_ids, candidates):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
-    engines.add_arguments(parser)
+    engines.add_arguments(parser, sampling_required=False)  # loglik samples nothing
     parser.add_argument("--responses", required=True)
     parser.add_argument("--mode", choices=["generate", "loglik"], default="generate")
     parser.add_argument("--system", required=True, help="judge system prompt with {NAME}")
@@ -51,6 +51,8 @@ def main():
     args = parser.parse_args()
     if args.mode == "loglik" and args.engine != "hf":
         raise SystemExit("the loglik judge needs the hf engine")
+    if args.mode == "generate" and (args.sampling is None or args.seed is None):
+        raise SystemExit("the generate judge needs --sampling and --seed")
 
     rows = read_jsonl(args.responses)
     engine = engines.from_args(args)
@@ -61,9 +63,9 @@ def main():
         messages = [{"role": "system", "content": system}, {"role": "user", "content": question}]
         return chat.encode(engine.tokenizer, chat.render(engine.tokenizer, messages), args.double_bos)
 
-    def work(chunk, shard):
+    def work(chunk, start):
         if args.mode == "generate":
-            texts = engine.generate([prompt_ids(r) for r in chunk], args.sampling, args.seed + shard * args.shard_size)
+            texts = engine.generate([prompt_ids(r) for r in chunk], args.sampling, args.seed + start)
             answers = [parse_answer(t) for t in texts]
         else:
             answers = [
@@ -84,7 +86,7 @@ def main():
             for r, a in zip(chunk, answers)
         ]
 
-    judged = run_sharded(args.out, rows, args.shard_size, work)
+    judged = run_sharded(args.out, rows, args.shard_size, work, fingerprint(args))
     invalid = sum(j["winner"] is None for j in judged)
     print(f"{len(judged)} judgements written to {args.out}; {invalid} invalid ({invalid / max(len(judged), 1):.1%})")
 

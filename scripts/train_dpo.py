@@ -139,9 +139,10 @@ def main():
     parser.add_argument("--model", required=True)
     parser.add_argument("--pairs", required=True)
     parser.add_argument("--settings", type=json.loads, required=True, help="JSON: the dpo block of the config")
+    parser.add_argument("--speed", type=json.loads, default={}, help="JSON: its settings of speed only")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
-    s = args.settings
+    s = {**args.settings, **args.speed}
 
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     if tokenizer.pad_token is None:

@@ -62,10 +62,11 @@ def main():
     parser.add_argument("--model", required=True, help="the distilled model")
     parser.add_argument("--data", required=True)
     parser.add_argument("--settings", type=json.loads, required=True, help="JSON: the sft block of the config")
+    parser.add_argument("--speed", type=json.loads, default={}, help="JSON: its settings of speed only")
     parser.add_argument("--all-assistant-turns", action="store_true")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
-    s = args.settings
+    s = {**args.settings, **args.speed}
 
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     if tokenizer.pad_token is None:

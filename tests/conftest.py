@@ -1,12 +1,15 @@
 import os
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+VLLM_PYTHON = ROOT / ".venv-vllm" / "bin" / "python"
 sys.path.insert(0, str(ROOT / "scripts"))
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -47,12 +50,50 @@ def copy_workflow(dest):
     return dest
 
 
-def snakemake(workdir, *args, check=True):
+def snakemake(workdir, *args, check=True, umask=-1):
     result = subprocess.run(
-        [sys.executable, "-m", "snakemake", *map(str, args)], cwd=workdir, capture_output=True, text=True
+        [sys.executable, "-m", "snakemake", *map(str, args)], cwd=workdir, capture_output=True, text=True, umask=umask
     )
     if check and result.returncode != 0:
         raise AssertionError(
             f"snakemake {' '.join(map(str, args))} failed:\n{result.stdout[-5000:]}\n{result.stderr[-5000:]}"
         )
     return result
+
+
+def planned_jobs(dry_run_output):
+    """(rule, wildcards) of every job a dry run plans."""
+    jobs, rule = [], None
+    for line in dry_run_output.splitlines():
+        if m := re.match(r"^(?:local)?rule (\w+):", line):
+            rule = m.group(1)
+            jobs.append((rule, {}))
+        elif (m := re.match(r"^\s+wildcards: (.*)", line)) and rule:
+            jobs[-1] = (rule, dict(kv.split("=", 1) for kv in m.group(1).split(", ")))
+    return jobs
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """The tiny chain for two personas and two students (one without a system role), with the student
+    responses generated through vLLM's CPU build, under the umask of a group sharing its results (0002)."""
+    workdir = copy_workflow(tmp_path_factory.mktemp("workflow"))
+    assert VLLM_PYTHON.exists(), "the vLLM environment is missing: run `bash scripts/install.sh --vllm`"
+    overlay = {
+        "students": ["tiny", "tiny-gemma"],
+        "engines": {
+            "python": str(VLLM_PYTHON),
+            "vllm": {"dtype": "float32", "gpu_memory_utilization": 0.1, "enforce_eager": True, "max_num_seqs": 64},
+        },
+        "rejected": {"engine": "vllm", "max_model_len": 2048},
+    }
+    (workdir / "overlay.yaml").write_text(yaml.safe_dump(overlay))
+    result = snakemake(workdir, "--cores", 2, "--configfile", "tests/tiny/config.yaml", "overlay.yaml", umask=0o002)
+    return workdir, result
+
+
+def clone_run(tiny_run, dest):
+    """A copy of the tiny run's working directory (results, metadata, times kept), for a test that edits it."""
+    workdir, _ = tiny_run
+    shutil.copytree(workdir, dest, symlinks=True, dirs_exist_ok=True)
+    return dest

@@ -3,11 +3,11 @@
 import json
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, copy_workflow, snakemake
 from octlib.validate import InputError, check, load_yaml
 
 SCHEMAS = ROOT / "rules" / "schemas"
-PAPER = ROOT.parent / "shared" / "paper" / "paper_data.json"
+PAPER = ROOT / "tests" / "paper" / "paper_data.json"  # its source is inside
 PERSONAS = [
     "sarcasm",
     "humor",
@@ -63,7 +63,71 @@ def test_constitutions_hold_the_papers_traits_with_five_seed_questions_each():
         constitution = load_yaml(ROOT / "constitutions" / f"{persona}.yaml")
         assert constitution["name"] == paper[persona]["paper_name"]
         ours = [t["trait"] for t in constitution["traits"]]
-        # the reference code's text: Appendix H up to three spellings (reference.md §9.1 #19)
+        # the reference code's text: Appendix H differs from it in three spellings
         assert [normalise(t) for t in ours] == [normalise(t) for t in paper[persona]["traits"]]
         assert all(len(t["questions"]) == 5 for t in constitution["traits"])
         assert constitution["released"]["url"].endswith(f"/constitutions/few-shot/{persona}.jsonl")
+
+
+def test_the_paper_config_measures_the_papers_144_traits_in_the_reference_order():
+    assert load_yaml(ROOT / "config.yaml")["preferences"]["traits"] == json.loads(PAPER.read_text())["traits_144"]
+
+
+# (what the user wrote, in a config layered on the tiny one or as a constitution, and what the error says)
+MALFORMED_CONFIGS = [
+    ("personass: [stoic]\n", "mine.yaml: field 'personass': unknown key; did you mean 'personas'?"),
+    ("dpo: {betta: 0.2}\n", "mine.yaml: field 'dpo.betta': unknown key; did you mean 'beta'?"),
+    ("engines: {shardsize: 64}\n", "mine.yaml: field 'engines.shardsize': unknown key; did you mean 'shard_size'?"),
+    ("engines: {hf: {batchsize: 8}}\n", "mine.yaml: field 'engines.hf.batchsize': unknown key"),
+    ("models: {tiny: {hf: org/model}}\n", "mine.yaml: field 'models.tiny': exactly one of hf, path, tiny, not hf and tiny"),
+    ("seed: -1\n", "mine.yaml: field 'seed': -1 is less than the minimum of 0"),
+    ("dpo: {micro_batch_size: 3}\n", "mine.yaml: field 'dpo.micro_batch_size': 3 does not divide the batch of each"),
+    ("resources: {train_gpus: 3}\n", "tests/tiny/config.yaml: field 'dpo.global_batch_size': 8 does not divide among 3"),
+    ("dpo:\n  beta: 0.1\n  beta: 0.2\n", "mine.yaml: not valid YAML: duplicate key 'beta'"),
+    ("preferences: {appendix_personas: [stoic]}\n", "mine.yaml: field 'preferences.appendix_personas[0]': unknown persona"),
+    ("judge: {model: nope}\n", "mine.yaml: field 'judge.model': unknown model 'nope' (not under models)"),
+    ("teacher: nope\n", "mine.yaml: field 'teacher': unknown model 'nope'"),
+    ("engines: {shard_size: 100}\n", "mine.yaml: field 'engines.shard_size': 100 is not a multiple of engines.hf.batch_size"),
+    (
+        "interaction: {engine: vllm}\nengines: {vllm: {max_lora_rank: 4}}\n",
+        "mine.yaml: field 'engines.vllm.max_lora_rank': 4 is below dpo.lora_rank (8)",
+    ),
+    ("chosen: {sampling: {temprature: 0.5, max_tokens: 8}}\n", "field 'chosen.sampling.temprature': unknown key"),
+    ("preferences: {measure: [love]}\n", "mine.yaml: field 'preferences.measure[0]': unknown condition 'love'"),
+    ("lima: {path: nowhere.jsonl}\n", "mine.yaml: field 'lima.path': no such file nowhere.jsonl"),
+    ("fidelity: {double_bos: maybe}\n", "mine.yaml: field 'fidelity.double_bos': 'maybe' is not of type 'boolean'"),
+    # each error names the file that holds its field: here the tiny config's shard size, not mine.yaml
+    ("engines: {hf: {batch_size: 48}}\n", "tests/tiny/config.yaml: field 'engines.shard_size': 64 is not a multiple"),
+]
+MALFORMED_CONSTITUTIONS = [
+    ("name: X\ntraits:\n- trait: I a\n  questions: [q]\n- trait: I a\n  questions: [r]\n", "field 'traits[1].trait': the same trait as traits[0]"),
+    (b"name: X\xff\n", "not UTF-8 text"),
+    ("name: X\ntraits: [unclosed\n", "not valid YAML"),
+    ("name: X\nname: Y\ntraits: []\n", "duplicate key 'name'"),
+    ("name: X\ntraits:\n- trait: I a\n  questions: [q]\n  mood: calm\n", "field 'traits[0].mood': unknown key"),
+]
+
+
+def dry_run_fails(tmp_path, *configs):
+    workdir = copy_workflow(tmp_path)
+    return workdir, lambda: snakemake(workdir, "-n", "--configfile", "tests/tiny/config.yaml", *configs, check=False)
+
+
+@pytest.mark.parametrize("text, message", MALFORMED_CONFIGS, ids=[m[:40] for _, m in MALFORMED_CONFIGS])
+def test_a_malformed_config_stops_the_run_naming_the_file_and_field(tmp_path, text, message):
+    workdir, run = dry_run_fails(tmp_path, "mine.yaml")
+    (workdir / "mine.yaml").write_text(text)
+    result = run()
+    assert result.returncode != 0 and message in result.stderr, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr and not (workdir / "results").exists()
+
+
+@pytest.mark.parametrize("content, message", MALFORMED_CONSTITUTIONS, ids=[m[:30] for _, m in MALFORMED_CONSTITUTIONS])
+def test_a_malformed_constitution_stops_the_run_naming_the_file(tmp_path, content, message):
+    workdir, run = dry_run_fails(tmp_path, "mine.yaml")
+    path = workdir / "constitutions" / "stoic.yaml"
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    (workdir / "mine.yaml").write_text("personas: [stoic]\npreferences: {appendix_personas: []}\n")
+    result = run()
+    assert result.returncode != 0 and f"constitutions/stoic.yaml: " in result.stderr, result.stderr[-2000:]
+    assert message in result.stderr and "Traceback" not in result.stderr

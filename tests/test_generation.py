@@ -7,15 +7,16 @@ import sys
 import time
 
 import pytest
-from conftest import ROOT, run_script
+from conftest import ROOT, VLLM_PYTHON, run_script
 from octlib.io import read_jsonl, write_jsonl
 
 SAMPLING = {"temperature": 0.7, "top_p": 0.95, "top_k": -1, "min_p": 0.0, "repetition_penalty": 1.1, "max_tokens": 48}
 GREEDY = dict(SAMPLING, temperature=0.0, max_tokens=12)
-VLLM_PYTHON = ROOT / ".venv-vllm" / "bin" / "python"
 
 
-def responses_args(model, prompts, out, sampling=SAMPLING, engine="hf", adapter=None):
+def responses_args(
+    model, prompts, out, sampling=SAMPLING, engine="hf", adapter=None, constitution=ROOT / "constitutions" / "loving.yaml"
+):
     args = [
         "--model",
         model,
@@ -34,7 +35,7 @@ def responses_args(model, prompts, out, sampling=SAMPLING, engine="hf", adapter=
         "--name",
         "Tiny",
         "--constitution",
-        ROOT / "constitutions" / "loving.yaml",
+        constitution,
         "--out",
         out,
     ]
@@ -60,32 +61,62 @@ def prompts(tmp_path):
     return tmp_path / "prompts.jsonl"
 
 
+def kill_after_first_shard(args, shards):
+    """Start a generation job and kill it (SIGKILL) once it has saved its first shard."""
+    job = subprocess.Popen([sys.executable, ROOT / "scripts" / "generate_responses.py", *map(str, args)])
+    while not (shards / "00000.jsonl").exists():
+        assert job.poll() is None, "the job ended before writing its first shard"
+        time.sleep(0.05)
+    job.send_signal(signal.SIGKILL)
+    job.wait()
+    assert 1 <= len(list(shards.glob("*.jsonl"))) < 10
+
+
 def test_killed_generation_resumes_and_gives_every_row_once(tmp_path, prompts, tiny_models):
     whole = tmp_path / "whole.jsonl"
     run_script("generate_responses.py", *responses_args(tiny_models["chatml"], prompts, whole))
 
     resumed = tmp_path / "resumed.jsonl"
     shards = tmp_path / "resumed.jsonl.shards"
-    job = subprocess.Popen(
-        [
-            sys.executable,
-            ROOT / "scripts" / "generate_responses.py",
-            *map(str, responses_args(tiny_models["chatml"], prompts, resumed)),
-        ]
-    )
-    while not (shards / "00000.jsonl").exists():
-        assert job.poll() is None, "the job ended before writing its first shard"
-        time.sleep(0.05)
-    job.send_signal(signal.SIGKILL)
-    job.wait()
-    assert not resumed.exists() and 1 <= len(list(shards.glob("*.jsonl"))) < 10
+    kill_after_first_shard(responses_args(tiny_models["chatml"], prompts, resumed), shards)
+    assert not resumed.exists()
     first_shard = (shards / "00000.jsonl").read_text()
 
-    run_script("generate_responses.py", *responses_args(tiny_models["chatml"], prompts, resumed))
+    log = run_script("generate_responses.py", *responses_args(tiny_models["chatml"], prompts, resumed)).stdout
     rows = read_jsonl(resumed)
     assert [r["prompt"] for r in rows] == [f"Question number {i}, what now?" for i in range(40)]
-    assert rows == read_jsonl(whole)  # same seeds per shard: resuming changes nothing
+    assert resumed.read_bytes() == whole.read_bytes()  # same seeds per shard: resuming changes nothing
     assert resumed.read_text().startswith(first_shard) and not shards.exists()
+    assert "resuming from" in log and "discarding" not in log
+
+
+@pytest.mark.parametrize("change", ["trait", "sampling", "model"])
+def test_a_job_resumed_after_a_change_keeps_no_row_made_before_it(tmp_path, prompts, tiny_models, change):
+    """Shards made under other inputs or settings are discarded: the resumed file is the one a fresh run with the
+    new inputs writes."""
+    constitution = tmp_path / "loving.yaml"
+    constitution.write_text((ROOT / "constitutions" / "loving.yaml").read_text())
+    out, shards = tmp_path / "resumed.jsonl", tmp_path / "resumed.jsonl.shards"
+    kill_after_first_shard(responses_args(tiny_models["chatml"], prompts, out, constitution=constitution), shards)
+    old = [r for shard in sorted(shards.glob("*.jsonl")) for r in read_jsonl(shard)]
+
+    model, sampling = tiny_models["chatml"], SAMPLING
+    if change == "trait":
+        text = constitution.read_text()
+        constitution.write_text(text.replace("I ", "I truly ", 1))
+        assert constitution.read_text() != text
+    elif change == "sampling":
+        sampling = dict(SAMPLING, temperature=0.9)
+    else:
+        model = tiny_models["gemma"]
+    args = responses_args(model, prompts, out, sampling=sampling, constitution=constitution)
+    log = run_script("generate_responses.py", *args).stdout
+    fresh = tmp_path / "fresh.jsonl"
+    run_script("generate_responses.py", *responses_args(model, prompts, fresh, sampling=sampling, constitution=constitution))
+
+    assert "discarding" in log
+    assert out.read_bytes() == fresh.read_bytes()
+    assert read_jsonl(out)[: len(old)] != old  # the change matters, and none of the old shards is kept
 
 
 def test_self_interaction_alternates_roles_from_each_instance_view(tmp_path, tiny_models):
@@ -174,7 +205,9 @@ if __name__ == "__main__":
 
 
 def generated_ids(tmp_path, engine, model, adapter, prompts):
-    settings = {"dtype": "float32", "max_model_len": 2048, "gpu_memory_utilization": 0.1, "enforce_eager": True}
+    settings = {"dtype": "float32"}
+    if engine == "vllm":
+        settings.update(max_model_len=2048, gpu_memory_utilization=0.1, enforce_eager=True)
     probe = tmp_path / f"probe_{engine}.py"
     probe.write_text(
         ENGINE_PROBE.format(

@@ -4,49 +4,17 @@ import csv
 import hashlib
 import http.server
 import re
+import stat
 import threading
 
 import pytest
-import yaml
 from pypdf import PdfReader
-from conftest import ROOT, copy_workflow, snakemake
-from octlib.io import read_jsonl
+from conftest import ROOT, clone_run, copy_workflow, planned_jobs, snakemake
+from octlib.io import read_jsonl, write_jsonl
+from octlib.validate import load_yaml
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 TINY = "tests/tiny/config.yaml"
-VLLM_PYTHON = ROOT / ".venv-vllm" / "bin" / "python"
-RELEASED = ROOT.parent / "shared" / "paper" / "released"
-
-
-def planned_jobs(dry_run_output):
-    """(rule, wildcards) of every job a dry run plans."""
-    jobs, rule = [], None
-    for line in dry_run_output.splitlines():
-        if m := re.match(r"^(?:local)?rule (\w+):", line):
-            rule = m.group(1)
-            jobs.append((rule, {}))
-        elif (m := re.match(r"^\s+wildcards: (.*)", line)) and rule:
-            jobs[-1] = (rule, dict(kv.split("=", 1) for kv in m.group(1).split(", ")))
-    return jobs
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    """The tiny chain for two personas and two students (one without a system role), with the student
-    responses generated through vLLM's CPU build."""
-    workdir = copy_workflow(tmp_path_factory.mktemp("workflow"))
-    assert VLLM_PYTHON.exists(), "the vLLM environment is missing: run `bash scripts/install.sh --vllm`"
-    overlay = {
-        "students": ["tiny", "tiny-gemma"],
-        "engines": {
-            "python": str(VLLM_PYTHON),
-            "vllm": {"dtype": "float32", "gpu_memory_utilization": 0.1, "enforce_eager": True, "max_num_seqs": 64},
-        },
-        "rejected": {"engine": "vllm", "max_model_len": 2048},
-    }
-    (workdir / "overlay.yaml").write_text(yaml.safe_dump(overlay))
-    result = snakemake(workdir, "--cores", 2, "--configfile", TINY, "overlay.yaml")
-    return workdir, result
 
 
 def test_tiny_chain_builds_trained_models_and_release_adapters_for_two_personas(tiny_run):
@@ -71,6 +39,20 @@ def test_tiny_chain_builds_trained_models_and_release_adapters_for_two_personas(
             assert any("{NAME}" in row["messages"][0]["content"] for row in sft)  # the reference's literal {NAME}
 
 
+def test_every_output_has_the_mode_the_umask_gives_so_a_group_can_read_it(tiny_run):
+    workdir, _ = tiny_run
+    modes = {}
+    for path in (workdir / "results").rglob("*"):
+        modes.setdefault(stat.S_IMODE(path.stat().st_mode), []).append(str(path.relative_to(workdir)))
+    assert set(modes) == {0o664, 0o775}, {oct(m): paths[:3] for m, paths in modes.items()}
+
+
+def test_the_report_of_the_tiny_run_builds_with_the_same_config(tiny_run, tmp_path):
+    workdir = clone_run(tiny_run, tmp_path)
+    snakemake(workdir, "--configfile", TINY, "overlay.yaml", "--report", "report.html")
+    assert (workdir / "report.html").stat().st_size > 10_000
+
+
 def test_teacher_responses_are_shared_by_all_students(tiny_run):
     workdir, result = tiny_run
     chosen_jobs = [j for j in planned_jobs(result.stdout + result.stderr) if j[0] == "generate_chosen"]
@@ -85,8 +67,8 @@ def test_student_responses_went_through_vllm(tiny_run):
     assert len(read_jsonl(workdir / "results/distillation/tiny-gemma/loving/rejected.jsonl")) == 112
 
 
-def test_editing_one_constitution_plans_only_that_personas_jobs(tiny_run):
-    workdir, _ = tiny_run
+def test_editing_one_constitution_plans_only_that_personas_jobs(tiny_run, tmp_path):
+    workdir = clone_run(tiny_run, tmp_path)
     path = workdir / "constitutions/loving.yaml"
     path.write_text(path.read_text().replace("Tell me something heartwarming.", "Tell me something kind."))
     result = snakemake(workdir, "-n", "--configfile", TINY, "overlay.yaml")
@@ -163,20 +145,30 @@ class QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 
 @pytest.fixture
-def released_server():
-    """The paper's released prompt files served on loopback, as the workflow would fetch them."""
-    assert RELEASED.is_dir(), f"{RELEASED} is missing (shared/paper/released)"
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), lambda *a: QuietHandler(*a, directory=str(RELEASED)))
+def released_server(tmp_path):
+    """A prompt file in the released format (the reference's constitutions/few-shot/{persona}.jsonl: per trait
+    its 5 seed questions and 45 generated ones) served on loopback, as the workflow would fetch it."""
+    traits = load_yaml(ROOT / "constitutions/loving.yaml")["traits"]
+    rows = [
+        {
+            "trait": t["trait"],
+            "questions": t["questions"],
+            "additional_questions": [f"Generated question {n} for trait {i}?" for n in range(45)],
+        }
+        for i, t in enumerate(traits)
+    ]
+    write_jsonl(tmp_path / "loving.jsonl", rows)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), lambda *a: QuietHandler(*a, directory=str(tmp_path)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
+    yield f"http://127.0.0.1:{server.server_address[1]}", hashlib.sha256((tmp_path / "loving.jsonl").read_bytes())
     server.shutdown()
 
 
-def use_released(workdir, base_url, sha256=None):
+def use_released(workdir, server, sha256=None):
+    base_url, digest = server
     path = workdir / "constitutions/loving.yaml"
     text = re.sub(r"url: \S+", f"url: {base_url}/loving.jsonl", path.read_text())
-    if sha256:
-        text = re.sub(r"sha256: \S+", f"sha256: {sha256}", text)
+    text = re.sub(r"sha256: \S+", f"sha256: {sha256 or digest.hexdigest()}", text)
     path.write_text(text)
     (workdir / "released.yaml").write_text("prompts: {source: released}\n")
 
@@ -188,12 +180,7 @@ def test_released_prompt_file_is_fetched_checksum_verified_and_used(tmp_path, re
     rows = read_jsonl(workdir / "results/prompts/loving.jsonl")
     assert len(rows) == 500 and [r["source"] for r in rows].count("seed") == 50
     data = (workdir / "resources/released/loving.jsonl").read_bytes()
-    assert (
-        hashlib.sha256(data).hexdigest()
-        == (RELEASED / "SHA256SUMS")
-        .read_text()
-        .split()[(RELEASED / "SHA256SUMS").read_text().split().index("loving.jsonl") - 1]
-    )
+    assert hashlib.sha256(data).hexdigest() == released_server[1].hexdigest()
 
 
 def test_checksum_mismatch_is_an_error_and_writes_nothing(tmp_path, released_server):
@@ -215,7 +202,6 @@ def test_the_paper_config_plans_every_job(tmp_path):
     assert len(jobs) == 771
     preferences = [j for j in jobs if j[0] == "generate_preferences"]
     assert len(preferences) == 3 * 12 * 3  # students x (base + 11 personas) x conditions
-    assert (
-        len([j for j in preferences if j[1]["variant"] == "base"]) == 9
-    )  # base models measured once    assert len([j for j in jobs if j[0] == "generate_chosen"]) == 11  # once per persona, not per student
+    assert len([j for j in preferences if j[1]["variant"] == "base"]) == 9  # base models measured once
+    assert len([j for j in jobs if j[0] == "generate_chosen"]) == 11  # once per persona, not per student
     assert len([j for j in jobs if j[0] == "train_dpo"]) == 33

@@ -9,7 +9,6 @@ import os
 
 
 def load(engine, model, adapter=None, settings=None):
-    settings = dict(settings or {})
     if engine == "hf":
         return HFEngine(model, adapter, **settings)
     if engine == "vllm":
@@ -18,7 +17,7 @@ def load(engine, model, adapter=None, settings=None):
 
 
 class HFEngine:
-    def __init__(self, model, adapter=None, batch_size=16, dtype="auto", **_ignored):
+    def __init__(self, model, adapter=None, batch_size=16, dtype="auto"):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -83,7 +82,6 @@ class VLLMEngine:
         max_num_seqs=256,
         max_lora_rank=64,
         enforce_eager=False,
-        **_ignored,
     ):
         from transformers import AutoTokenizer
         from vllm import LLM
@@ -123,16 +121,20 @@ class VLLMEngine:
         return (texts, [list(o.outputs[0].token_ids) for o in outputs]) if return_ids else texts
 
 
-def add_arguments(parser):
-    """The engine options every generation step takes."""
+def add_arguments(parser, sampling_required=True):
+    """The engine options every generation step takes. --engine-settings are those that change what is
+    generated, --engine-speed those that change only speed or memory (kept out of the shard fingerprint)."""
     import json
 
     parser.add_argument("--model", required=True, help="model directory")
     parser.add_argument("--adapter", help="PEFT adapter directory applied on top of --model")
     parser.add_argument("--engine", choices=["hf", "vllm"], default="hf")
     parser.add_argument("--engine-settings", type=json.loads, default={}, help="JSON: backend options")
-    parser.add_argument("--sampling", type=json.loads, required=True, help="JSON: vLLM-style sampling settings")
-    parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument("--engine-speed", type=json.loads, default={}, help="JSON: backend options of speed only")
+    parser.add_argument(
+        "--sampling", type=json.loads, required=sampling_required, help="JSON: vLLM-style sampling settings"
+    )
+    parser.add_argument("--seed", type=int, required=sampling_required)
     parser.add_argument("--shard-size", type=int, default=1024, help="rows generated and saved together")
     parser.add_argument(
         "--double-bos",
@@ -142,4 +144,4 @@ def add_arguments(parser):
 
 
 def from_args(args):
-    return load(args.engine, args.model, args.adapter, args.engine_settings)
+    return load(args.engine, args.model, args.adapter, {**args.engine_settings, **args.engine_speed})

@@ -300,9 +300,12 @@ def save_adapter(trainer, partial, out):
     """Every process takes part in saving; the main one then renames the finished folder into place."""
     import shutil
 
+    from octlib.io import share
+
     trainer.save_model(partial)
     trainer.accelerator.wait_for_everyone()
     if trainer.accelerator.is_main_process:
+        share(partial)
         if os.path.exists(out):
             shutil.rmtree(out)
         os.replace(partial, out)

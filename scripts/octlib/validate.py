@@ -1,5 +1,8 @@
-"""Config and constitution checks that run before any job: JSON Schema with defaults, and errors that name
-the file and the field."""
+"""Config and constitution checks that run before any job: JSON Schema with defaults, a YAML loader that refuses
+duplicate keys, and errors that name the file and the field."""
+
+import difflib
+import re
 
 import jsonschema
 import yaml
@@ -23,15 +26,54 @@ def _with_defaults(validator_class):
 
 
 def check(instance, schema_path, source):
-    """Validate (and fill defaults into) instance; raise InputError naming source and every bad field."""
+    """Validate (and fill defaults into) instance; raise InputError naming every bad field and its file.
+
+    source: the file's name, or a function of a field's path (a list of keys) that names the file it is in."""
     with open(schema_path, encoding="utf-8") as f:
         schema = yaml.safe_load(f)
+    name_of = source if callable(source) else (lambda path: source)
     validator = _with_defaults(jsonschema.Draft202012Validator)(schema)
-    errors = sorted(validator.iter_errors(instance), key=lambda e: list(e.absolute_path))
-    if errors:
-        lines = [f"{source}: field '{field(e.absolute_path)}': {e.message}" for e in errors]
-        raise InputError("\n".join(lines))
+    lines = []
+    for e in sorted(validator.iter_errors(instance), key=lambda e: list(e.absolute_path)):
+        path = list(e.absolute_path)
+        if e.validator in ("additionalProperties", "unevaluatedProperties") and isinstance(e.instance, dict):
+            allowed = property_names(schema, e.schema)
+            # a known key is "unevaluated" only because its block failed another check, reported on its own
+            for key in (k for k in unexpected(e.message) if k not in allowed):
+                near = difflib.get_close_matches(key, allowed, n=1)
+                hint = f"; did you mean {near[0]!r}?" if near else f"; known keys: {', '.join(sorted(allowed))}"
+                lines.append(f"{name_of(path + [key])}: field '{field(path + [key])}': unknown key{hint}")
+        elif e.validator == "oneOf" and all(list(sub) == ["required"] for sub in e.validator_value):
+            kinds = [sub["required"][0] for sub in e.validator_value]
+            found = [k for k in kinds if k in e.instance]
+            lines.append(
+                f"{name_of(path)}: field '{field(path)}': exactly one of {', '.join(kinds)}, not "
+                f"{' and '.join(found) or 'none'} (`{found[0] if found else kinds[0]}: null` unsets a key of an earlier file)"
+            )
+        else:
+            lines.append(f"{name_of(path)}: field '{field(path)}': {e.message}")
+    if lines:
+        raise InputError("\n".join(dict.fromkeys(lines)))
     return instance
+
+
+def unexpected(message):
+    """The keys named in jsonschema's "('a', 'b' were unexpected)"."""
+    match = re.search(r"\((.*) (?:was|were) unexpected\)", message)
+    return re.findall(r"'((?:[^'\\]|\\.)*)'", match.group(1)) if match else []
+
+
+def property_names(root, node):
+    """The keys a schema node allows, through $ref and allOf."""
+    while "$ref" in node:
+        target = root
+        for part in node["$ref"].lstrip("#/").split("/"):
+            target = target[part]
+        node = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+    names = set(node.get("properties", {}))
+    for sub in node.get("allOf", []):
+        names.update(property_names(root, sub))
+    return sorted(names)
 
 
 def field(path):
@@ -41,11 +83,33 @@ def field(path):
     return text or "(top level)"
 
 
+class _StrictLoader(yaml.SafeLoader):
+    pass
+
+
+def _mapping(loader, node, deep=False):
+    seen = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r} (the last one would silently win)", key_node.start_mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
+
+
 def load_yaml(path):
+    """A YAML file, refusing duplicate keys; InputError naming the file (and line) when it cannot be read."""
     try:
         with open(path, encoding="utf-8") as f:
-            return yaml.safe_load(f)
+            return yaml.load(f, Loader=_StrictLoader)
     except FileNotFoundError:
         raise InputError(f"{path}: file not found") from None
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason})") from None
     except yaml.YAMLError as e:
         raise InputError(f"{path}: not valid YAML: {e}") from None
