@@ -174,9 +174,8 @@ def build_model(tiny, cuda, vocab):
 
 def trl_default_trainer(stage, model, tokenizer, train, max_length, steps, out, cuda):
     from datasets import Dataset
-    from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
-
     from octlib import training
+    from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
 
     common = dict(output_dir=out, max_steps=steps, max_length=max_length, report_to="none", save_strategy="no")
     # TRL's default micro-batch is 8, accumulated here to the global batch
@@ -236,17 +235,19 @@ def profiler_callback():
 
 def run_configuration(name, tiny, warmup, measured, memory_gb, profile, result):
     import torch
-    import yaml
-    from transformers import TrainerCallback
-
     import train_dpo
     import train_sft
+    import yaml
     from octlib import training
+    from transformers import TrainerCallback
 
     _, stage, kind, data, overrides = next(c for c in CONFIGS if c[0] == name)
     cuda = torch.cuda.is_available()
     steps = warmup + measured
-    settings = yaml.safe_load((ROOT / "config.yaml").read_text())[stage]
+    from octlib.validate import check
+
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    settings = check(config, ROOT / "rules/schemas/config.schema.yaml", "config.yaml")[stage]
     settings.update(LORA, seed=0, global_batch_size=GLOBAL_BATCH, max_steps=steps, **overrides)
     if tiny:
         settings["max_length"] = TINY_MAX_LENGTH[stage]
@@ -263,7 +264,7 @@ def run_configuration(name, tiny, warmup, measured, memory_gb, profile, result):
     out = tempfile.mkdtemp()
     if kind == "ours":
         build = train_dpo.build_trainer if stage == "dpo" else train_sft.build_trainer
-        trainer = build(model, tokenizer, train, settings, out)
+        trainer, _ = build(model, tokenizer, train, settings, out)
     else:
         trainer = trl_default_trainer(stage, model, tokenizer, train, max_length, steps, out, cuda)
     a = trainer.args

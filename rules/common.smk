@@ -103,9 +103,14 @@ def validate_everything():
     preferences = config["preferences"]
     for i, condition in enumerate(preferences["measure"]):
         if condition not in preferences["conditions"]:
-            problem(["preferences", "measure", i], f"unknown condition {condition!r} (not under preferences.conditions)")
+            problem(
+                ["preferences", "measure", i], f"unknown condition {condition!r} (not under preferences.conditions)"
+            )
     if preferences["figure_condition"] not in preferences["measure"]:
-        problem(["preferences", "figure_condition"], f"{preferences['figure_condition']!r} is not one of preferences.measure")
+        problem(
+            ["preferences", "figure_condition"],
+            f"{preferences['figure_condition']!r} is not one of preferences.measure",
+        )
     for i, persona in enumerate(preferences["appendix_personas"]):  # panels of those also in personas
         if not constitution_path(persona).exists():
             problem(
@@ -127,13 +132,17 @@ def validate_everything():
         elif micro != "auto" and (batch // processes) % micro:
             problem(
                 [stage, "micro_batch_size"],
-                f"{micro} does not divide the batch of each process ({batch // processes} = "
-                f"global_batch_size {batch} / {processes} processes)",
+                f"{micro} does not divide the batch of each process, {batch // processes} "
+                f"(global_batch_size {batch} over {processes} processes)",
             )
-    if any(config[step].get("engine", config["engines"]["default"]) == "vllm" for step in ("reflection", "interaction")):
+    if any(
+        config[step].get("engine", config["engines"]["default"]) == "vllm" for step in ("reflection", "interaction")
+    ):
         rank = config["engines"]["vllm"]["max_lora_rank"]
         if rank < config["dpo"]["lora_rank"]:
-            problem(["engines", "vllm", "max_lora_rank"], f"{rank} is below dpo.lora_rank ({config['dpo']['lora_rank']})")
+            problem(
+                ["engines", "vllm", "max_lora_rank"], f"{rank} is below dpo.lora_rank ({config['dpo']['lora_rank']})"
+            )
     lima = config["lima"]
     if "path" in lima and not Path(lima["path"]).exists():
         problem(["lima", "path"], f"no such file {lima['path']}")
@@ -147,10 +156,14 @@ def constitution_path(persona):
 
 validate_everything()
 CONSTITUTIONS = {p: load_yaml(constitution_path(p)) for p in config["personas"]}
-FIDELITY = config["fidelity"]
+
 
 # Jobs use the interpreter and tools of the environment that runs Snakemake, threads are not oversubscribed,
 # and nothing reaches the Hugging Face Hub except the download rules.
+envvars:
+    "PATH",
+
+
 os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
 for var, value in {
     "OMP_NUM_THREADS": "1",
@@ -166,9 +179,7 @@ for var, value in {
 
 
 def alternatives(values):
-    return (
-        "|".join(re.escape(v) for v in values) or "(?!)"
-    )  # an empty list matches nothing
+    return "|".join(re.escape(v) for v in values) or "(?!)"  # an empty list matches nothing
 
 
 wildcard_constraints:
@@ -179,7 +190,7 @@ wildcard_constraints:
     variant=alternatives(["base", *config["personas"]]),
 
 
-# ---- models and data ----------------------------------------------------------------------------------
+# ---- models and data ---------------------------------------------------------------------------------------
 
 
 def model_dir(model):
@@ -200,12 +211,60 @@ def get_student(wildcards):
     return model_dir(wildcards.model)
 
 
-def get_lima(wildcards):
-    lima = config["lima"]
-    return lima["path"] if "path" in lima else "resources/datasets/lima"
+def get_dataset(name):
+    """A data set's files (config lima or wildchat): its local path, or where download_dataset puts it."""
+    source = config[name]
+    return source["path"] if "path" in source else f"resources/datasets/{name}"
 
 
-# ---- per-step settings --------------------------------------------------------------------------------
+# ---- fidelity switches (config fidelity) -------------------------------------------------------------------
+# Applied here and nowhere else; a script that takes a switch takes it under the same name and values.
+FIDELITY = config["fidelity"]
+
+
+def fidelity_flag(switch):
+    """A switch as a script's option: --sft-targets last_message."""
+    return [f"--{switch.replace('_', '-')}", FIDELITY[switch]]
+
+
+def sampling(step):
+    settings = dict(config[step]["sampling"])
+    if FIDELITY["repetition_penalty"] == "none":
+        settings["repetition_penalty"] = 1.0
+    return settings
+
+
+def lora_targets(model, stage):
+    targets = config["models"][model].get("lora_target_modules", config[stage]["lora_target_modules"])
+    if FIDELITY["gemma_gate_up"] == "adapted" and isinstance(targets, list) and "gate_up_proj" in targets:
+        targets = [t for t in targets if t != "gate_up_proj"] + ["gate_proj", "up_proj"]
+    return targets
+
+
+def reflection_system():
+    if FIDELITY["reflection_system"] == "own":
+        return config["reflection"]["system"]
+    return f"{config['chosen']['system']}\n{config['reflection']['line']}"
+
+
+def interaction_system(guidance):
+    system = config["interaction"]["system"]
+    if FIDELITY["interaction_guidance"] == "appended":
+        system = f"{system}\n{config['interaction']['guidance'][guidance]}"
+    return system
+
+
+def teacher_prefill():
+    prefill = config["chosen"]["prefill"]
+    return f"{prefill}\n{{TRAITS}}\n" if FIDELITY["teacher_prefill"] == "lists_traits" else prefill
+
+
+def judge_name(model):
+    """The name the preference judge is addressed by, for judgements of this student."""
+    return name_of(model if FIDELITY["judge_name"] == "student" else config["judge"]["model"])
+
+
+# ---- per-step settings -------------------------------------------------------------------------------------
 # A setting reaches a job through its params, which Snakemake compares with those of the last run (its params
 # rerun trigger): change a setting and exactly the jobs that read it rerun. Params must therefore be values or
 # functions of the wildcards only: Snakemake leaves functions of input, output, threads or resources out of
@@ -226,13 +285,6 @@ def untracked(value):
     """A param left out of Snakemake's params rerun trigger (a function of threads): for speed only.
     value: the param, or a function of the wildcards that gives it."""
     return lambda wildcards, threads: value(wildcards) if callable(value) else value
-
-
-def sampling(step):
-    settings = dict(config[step]["sampling"])
-    if not FIDELITY["repetition_penalty"]:
-        settings["repetition_penalty"] = 1.0
-    return settings
 
 
 def engine_of(step):
@@ -257,9 +309,7 @@ def engine_args(step, model, offset=0, engine=None, path=None, sampled=True):
     args = ["--model", path or model_dir(model), "--engine", engine, "--engine-settings", json.dumps(settings)]
     if sampled:
         args += ["--sampling", json.dumps(sampling(step)), "--seed", str(config["seed"] + offset)]
-    if FIDELITY["double_bos"]:
-        args.append("--double-bos")
-    return args
+    return args + fidelity_flag("special_tokens")
 
 
 def engine_speed(step, engine=None):
@@ -286,16 +336,7 @@ def training_settings(stage, model):
     speed = DPO_SPEED if stage == "dpo" else TRAINING_SPEED
     settings = {k: v for k, v in config[stage].items() if k not in speed and k != "save_dtype"}
     settings["seed"] = config["seed"]
-    targets = config["models"][model].get(
-        "lora_target_modules", settings["lora_target_modules"]
-    )
-    if (
-        not FIDELITY["gemma_lora_targets"]
-        and isinstance(targets, list)
-        and "gate_up_proj" in targets
-    ):
-        targets = [t for t in targets if t != "gate_up_proj"] + ["gate_proj", "up_proj"]
-    settings["lora_target_modules"] = targets
+    settings["lora_target_modules"] = lora_targets(model, stage)
     return json.dumps(settings)
 
 
@@ -316,27 +357,136 @@ def name_of(model):
     return config["models"][model]["name"]
 
 
-def reflection_system():
-    if FIDELITY["reflection_system_as_code"]:
-        return config["reflection"]["system"]
-    return config["chosen"]["system"] + "\n" + config["reflection"]["line"]
+# ---- constitution prompts (rules/prompts.smk) --------------------------------------------------------------
 
 
-def interaction_system(guidance):
-    system = config["interaction"]["system"]
-    if not FIDELITY["interaction_without_guidance"]:
-        system += "\n" + config["interaction"]["guidance"][guidance]
-    return system
+def uses_released(persona):
+    return config["prompts"]["source"] == "released" and "released" in CONSTITUTIONS[persona]
 
 
-def teacher_prefill():
-    prefill = config["chosen"]["prefill"]
-    if not FIDELITY["prefill_lists_traits"]:
-        prefill = prefill.split("They are:")[0] + "They are:"
-    return prefill
+def get_prompt_sources(wildcards):
+    if uses_released(wildcards.persona):
+        return {"released": f"resources/released/{wildcards.persona}.jsonl"}
+    if config["prompts"]["per_trait"] > 0:
+        return {"generator": model_dir(config["generator"])}
+    return {}
 
 
-# ---- containers and cluster jobs (used under `--profile slurm`; the local executor ignores both) ---------
+def prompt_args(wildcards):
+    if uses_released(wildcards.persona):
+        return ["--released", f"resources/released/{wildcards.persona}.jsonl"]
+    p = config["prompts"]
+    args = [
+        "--per-trait",
+        p["per_trait"],
+        "--max-rounds",
+        p["max_rounds"],
+        "--similarity",
+        p["similarity"],
+    ]
+    if generates_prompts(wildcards.persona):
+        templates = {k: p[k] for k in ("system", "instruction", "prefill")}
+        args += ["--templates", json.dumps(templates)]
+        args += engine_args("prompts", config["generator"], step_seed("prompts", wildcards.persona))
+    return [str(a) for a in args]
+
+
+def generates_prompts(persona):
+    return not uses_released(persona) and config["prompts"]["per_trait"] > 0
+
+
+# ---- teacher answers (rules/distillation.smk) --------------------------------------------------------------
+
+
+def get_chosen_prompts(wildcards):
+    lima = ["resources/datasets/lima_prompts.jsonl"] if config["chosen"]["lima"] else []
+    return [f"results/prompts/{wildcards.persona}.jsonl", *lima]
+
+
+def chosen_args(wildcards):
+    teacher = config["models"][config["teacher"]]
+    args = engine_args("chosen", config["teacher"], step_seed("chosen", wildcards.persona))
+    args += [
+        "--repeats",
+        str(config["chosen"]["repeats"]),
+        "--system",
+        config["chosen"]["system"],
+        "--name",
+        teacher["name"],
+    ]
+    if teacher["thinking"]:
+        args += ["--prefill", teacher_prefill(), "--parse-thinking"]
+    return args
+
+
+# ---- self-interaction (rules/introspection.smk) ------------------------------------------------------------
+
+
+def interaction_args(wildcards):
+    c = config["interaction"]
+    first = c["greetings"] + (c["leading_greetings"] if wildcards.guidance == "leading" else [])
+    args = engine_args(
+        "interaction",
+        wildcards.model,
+        step_seed("interaction", wildcards.model, wildcards.persona, wildcards.guidance),
+    )
+    args += [
+        "--system",
+        interaction_system(wildcards.guidance),
+        "--greetings",
+        json.dumps(c["greetings"]),
+        "--first-greetings",
+        json.dumps(first),
+        "--conversations",
+        str(c["conversations"]),
+        "--turns",
+        str(c["turns"]),
+        "--max-model-len",
+        str(max_model_len("interaction", wildcards.model)),
+    ]
+    return args + fidelity_flag("interaction_last_reply")
+
+
+# ---- revealed preferences (rules/preferences.smk) ----------------------------------------------------------
+
+
+def get_variant_model(wildcards):
+    if wildcards.variant == "base":
+        return model_dir(wildcards.model)
+    return f"results/models/{wildcards.model}/{wildcards.variant}/trained"
+
+
+def judge_engine():
+    return "hf" if config["judge"]["mode"] == "loglik" else engine_of("judge")
+
+
+def elo_csv(model, variant, condition):
+    return f"results/preferences/{model}/{variant}/{condition}/elo.csv"
+
+
+def panels(pairs):
+    """--panel TITLE BASE NEW arguments of plot_elo.py."""
+    return [x for title, base, new in pairs for x in ("--panel", title, base, new)]
+
+
+def figure3_panels(wildcards):
+    c = config["preferences"]["figure_condition"]
+    return [(m, elo_csv(m, "base", c), elo_csv(m, wildcards.persona, c)) for m in config["students"]]
+
+
+def appendix_panels(wildcards):
+    personas = [p for p in config["preferences"]["appendix_personas"] if p in config["personas"]]
+    return [
+        (
+            CONSTITUTIONS[p]["name"],
+            elo_csv(wildcards.model, "base", wildcards.condition),
+            elo_csv(wildcards.model, p, wildcards.condition),
+        )
+        for p in personas
+    ]
+
+
+# ---- containers and cluster jobs (used under `--profile slurm`; the local executor ignores both) -----------
 
 
 def image(env):
@@ -350,7 +500,7 @@ def generation_image(engine):
 
 
 def job_resources(rule, gpus=0):
-    """What a job of this rule asks SLURM for (config cluster): CPUs, memory and wall time, which grow by
+    """What each job of a rule asks SLURM for (config cluster). CPUs, memory and wall time, which grow by
     cluster.retry_growth with each attempt; GPUs (of the GPU type, where one is set), partition, account and
     constraint. gpus: a count or a function of the wildcards. CPUs go to SLURM as cpus_per_task, not as
     threads, so that a local run with --cores 2 still runs two single-threaded jobs side by side.
@@ -371,9 +521,7 @@ def job_resources(rule, gpus=0):
     gpu_model = job.get("gpu_model", cluster["gpu_model"])
     if gpu_model:
         resources["gpu_model"] = (
-            (lambda wildcards: gpu_model if gpus(wildcards) else "")
-            if callable(gpus)
-            else (gpu_model if gpus else "")
+            (lambda wildcards: gpu_model if gpus(wildcards) else "") if callable(gpus) else (gpu_model if gpus else "")
         )
     for key, resource in (
         ("partition", "slurm_partition"),
@@ -386,7 +534,7 @@ def job_resources(rule, gpus=0):
     return resources
 
 
-# ---- targets --------------------------------------------------------------------------------------------
+# ---- targets -----------------------------------------------------------------------------------------------
 
 
 def get_final_targets():

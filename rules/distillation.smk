@@ -1,29 +1,6 @@
 # 2-6. Teacher and student responses, DPO pairs, DPO training, the distilled model (ref §1.2-1.6).
 
 
-def get_chosen_prompts(wildcards):
-    lima = ["resources/datasets/lima_prompts.jsonl"] if config["chosen"]["lima"] else []
-    return [f"results/prompts/{wildcards.persona}.jsonl", *lima]
-
-
-def chosen_args(wildcards):
-    teacher = config["models"][config["teacher"]]
-    args = engine_args(
-        "chosen", config["teacher"], step_seed("chosen", wildcards.persona)
-    )
-    args += [
-        "--repeats",
-        str(config["chosen"]["repeats"]),
-        "--system",
-        config["chosen"]["system"],
-        "--name",
-        teacher["name"],
-    ]
-    if teacher["thinking"]:
-        args += ["--prefill", teacher_prefill(), "--parse-thinking"]
-    return args
-
-
 rule generate_chosen:
     input:
         prompts=get_chosen_prompts,
@@ -38,9 +15,7 @@ rule generate_chosen:
     container:
         generation_image(engine_of("chosen"))
     resources:
-        **job_resources(
-            "generate_chosen", gpus=config["models"][config["teacher"]]["gpus"]
-        ),
+        **job_resources("generate_chosen", gpus=config["models"][config["teacher"]]["gpus"]),
     params:
         args=chosen_args,
         speed=untracked(engine_speed("chosen")),
@@ -65,9 +40,7 @@ rule generate_rejected:
     resources:
         **job_resources("generate_rejected", gpus=config["resources"]["student_gpus"]),
     params:
-        args=lambda w: engine_args(
-            "rejected", w.model, step_seed("rejected", w.model, w.persona)
-        ),
+        args=lambda w: engine_args("rejected", w.model, step_seed("rejected", w.model, w.persona)),
         speed=untracked(engine_speed("rejected")),
         python=untracked(python_of("rejected")),
     shell:
@@ -92,11 +65,7 @@ rule make_dpo_pairs:
         teacher_name=config["models"][config["teacher"]]["name"],
         student_name=lambda w: name_of(w.model),
         max_tokens=config["pairs"]["max_tokens"],
-        complete=(
-            "--require-complete"
-            if config["pairs"]["require_complete"]
-            else "--no-require-complete"
-        ),
+        complete=("--require-complete" if config["pairs"]["require_complete"] else "--no-require-complete"),
     shell:
         "python scripts/make_dpo_pairs.py --chosen {input.chosen} --rejected {input.rejected}"
         " --tokenizer {input.student} --teacher-name {params.teacher_name:q} --student-name {params.student_name:q}"

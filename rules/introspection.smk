@@ -17,9 +17,7 @@ rule generate_reflection:
     resources:
         **job_resources("generate_reflection", gpus=config["resources"]["student_gpus"]),
     params:
-        args=lambda w: engine_args(
-            "reflection", w.model, step_seed("reflection", w.model, w.persona)
-        ),
+        args=lambda w: engine_args("reflection", w.model, step_seed("reflection", w.model, w.persona)),
         system=lambda w: reflection_system(),  # a function: {NAME} is not a wildcard
         prompts=json.dumps(config["reflection"]["prompts"]),
         samples=config["reflection"]["samples"],
@@ -30,37 +28,6 @@ rule generate_reflection:
         "{params.python} scripts/generate_reflection.py {params.args:q} {params.speed:q} --adapter {input.adapter}"
         " --constitution {input.constitution} --name {params.name:q} --system {params.system:q}"
         " --prompts {params.prompts:q} --samples {params.samples} --out {output} > {log} 2>&1"
-
-
-def interaction_args(wildcards):
-    c = config["interaction"]
-    first = c["greetings"] + (
-        c["leading_greetings"] if wildcards.guidance == "leading" else []
-    )
-    args = engine_args(
-        "interaction",
-        wildcards.model,
-        step_seed(
-            "interaction", wildcards.model, wildcards.persona, wildcards.guidance
-        ),
-    )
-    args += [
-        "--system",
-        interaction_system(wildcards.guidance),
-        "--greetings",
-        json.dumps(c["greetings"]),
-        "--first-greetings",
-        json.dumps(first),
-        "--conversations",
-        str(c["conversations"]),
-        "--turns",
-        str(c["turns"]),
-        "--max-model-len",
-        str(max_model_len("interaction", wildcards.model)),
-    ]
-    return args + (
-        [] if FIDELITY["interaction_drop_last_turn"] else ["--keep-last-turn"]
-    )
 
 
 rule generate_interaction:
@@ -77,9 +44,7 @@ rule generate_interaction:
     container:
         generation_image(engine_of("interaction"))
     resources:
-        **job_resources(
-            "generate_interaction", gpus=config["resources"]["student_gpus"]
-        ),
+        **job_resources("generate_interaction", gpus=config["resources"]["student_gpus"]),
     params:
         args=interaction_args,
         name=lambda w: name_of(w.model),
@@ -108,11 +73,11 @@ rule make_sft_data:
     params:
         system=lambda w: config["sft_data"]["system"],  # a function: {NAME} is not a wildcard
         name=lambda w: name_of(w.model),
-        fill="" if FIDELITY["sft_system_literal_name"] else "--fill-name",
+        system_name=fidelity_flag("sft_system_name"),
         seed=lambda w: config["seed"] + step_seed("sft_data", w.model, w.persona),
     shell:
         "python scripts/make_sft_data.py --reflection {input.reflection} --interactions {input.interactions}"
-        " --system {params.system:q} --name {params.name:q} {params.fill} --seed {params.seed}"
+        " --system {params.system:q} --name {params.name:q} {params.system_name} --seed {params.seed}"
         " --out {output} > {log} 2>&1"
 
 
@@ -134,10 +99,10 @@ rule train_sft:
         settings=lambda w: training_settings("sft", w.model),
         speed=untracked(training_speed("sft")),
         launch=untracked(accelerate_launch()),
-        turns="" if FIDELITY["sft_last_message_only"] else "--all-assistant-turns",
+        targets=fidelity_flag("sft_targets"),
     shell:
         "{params.launch} scripts/train_sft.py --model {input.distilled} --data {input.data}"
-        " --settings {params.settings:q} --speed {params.speed:q} {params.turns} --out {output} > {log} 2>&1"
+        " --settings {params.settings:q} --speed {params.speed:q} {params.targets} --out {output} > {log} 2>&1"
 
 
 rule fold_sft:

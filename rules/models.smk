@@ -3,7 +3,7 @@
 
 localrules:
     download_model,
-    download_lima,
+    download_dataset,
 
 
 rule download_model:
@@ -41,16 +41,18 @@ rule build_tiny_model:
         "python scripts/build_tiny_model.py --flavour {params.flavour} --seed {params.seed} --out {output} > {log} 2>&1"
 
 
-rule download_lima:
+rule download_dataset:
     output:
-        directory("resources/datasets/lima"),
+        directory("resources/datasets/{dataset}"),
     log:
-        "logs/models/download_lima.log",
+        "logs/models/download_{dataset}.log",
+    wildcard_constraints:
+        dataset="lima|wildchat",
     container:
         image("training")
     params:
-        repo=config["lima"].get("hf", "none"),
-        revision=config["lima"].get("revision", "main"),
+        repo=lambda w: config[w.dataset]["hf"],
+        revision=lambda w: config[w.dataset]["revision"],
     shell:
         "HF_HUB_OFFLINE=0 python scripts/fetch_model.py --repo-type dataset --repo {params.repo}"
         " --revision {params.revision} --out {output} > {log} 2>&1"
@@ -58,7 +60,7 @@ rule download_lima:
 
 rule prepare_lima:
     input:
-        get_lima,
+        lambda w: get_dataset("lima"),
     output:
         "resources/datasets/lima_prompts.jsonl",
     log:

@@ -5,46 +5,6 @@ localrules:
     fetch_released_prompts,
 
 
-def uses_released(persona):
-    return (
-        config["prompts"]["source"] == "released"
-        and "released" in CONSTITUTIONS[persona]
-    )
-
-
-def get_prompt_sources(wildcards):
-    if uses_released(wildcards.persona):
-        return {"released": f"resources/released/{wildcards.persona}.jsonl"}
-    if config["prompts"]["per_trait"] > 0:
-        return {"generator": model_dir(config["generator"])}
-    return {}
-
-
-def prompt_args(wildcards):
-    if uses_released(wildcards.persona):
-        return ["--released", f"resources/released/{wildcards.persona}.jsonl"]
-    p = config["prompts"]
-    args = [
-        "--per-trait",
-        p["per_trait"],
-        "--max-rounds",
-        p["max_rounds"],
-        "--similarity",
-        p["similarity"],
-    ]
-    if generates_prompts(wildcards.persona):
-        templates = {k: p[k] for k in ("system", "instruction", "prefill")}
-        args += ["--templates", json.dumps(templates)]
-        args += engine_args(
-            "prompts", config["generator"], step_seed("prompts", wildcards.persona)
-        )
-    return [str(a) for a in args]
-
-
-def generates_prompts(persona):
-    return not uses_released(persona) and config["prompts"]["per_trait"] > 0
-
-
 rule fetch_released_prompts:
     output:
         "resources/released/{persona}.jsonl",
@@ -74,20 +34,12 @@ rule make_prompts:
     resources:
         **job_resources(
             "make_prompts",
-            gpus=lambda w: (
-                0
-                if uses_released(w.persona)
-                else config["models"][config["generator"]]["gpus"]
-            ),
+            gpus=lambda w: (0 if uses_released(w.persona) else config["models"][config["generator"]]["gpus"]),
         ),
     params:
         args=prompt_args,
-        speed=untracked(
-            lambda w: engine_speed("prompts") if generates_prompts(w.persona) else []
-        ),
-        python=untracked(
-            lambda w: python_of("prompts") if generates_prompts(w.persona) else "python"
-        ),
+        speed=untracked(lambda w: engine_speed("prompts") if generates_prompts(w.persona) else []),
+        python=untracked(lambda w: python_of("prompts") if generates_prompts(w.persona) else "python"),
     shell:
         "{params.python} scripts/make_prompts.py --constitution {input.constitution} {params.args:q}"
         " {params.speed:q} --out {output} > {log} 2>&1"

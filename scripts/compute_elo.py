@@ -1,5 +1,6 @@
-"""Trait Elo scores of one model variant under one condition (reference.md §3), with 95% intervals from a
-seeded bootstrap over the order of the comparisons. Invalid judgements are dropped and counted."""
+"""Trait Elo scores of one model variant under one condition (paper §5), with 95% intervals from a seeded
+bootstrap that resamples the comparisons (with replacement, in random order). Invalid judgements are dropped
+and counted; traits never compared are left out, as in the reference, and named in the log."""
 
 import argparse
 import csv
@@ -25,10 +26,14 @@ if not comparisons:
     raise SystemExit(
         f"no valid comparison for {args.label} ({len(judged)} judgements, all invalid or none): check {args.judgements}"
     )
-scores = elo.elo(comparisons, args.traits, args.k)
-runs = elo.bootstrap(comparisons, args.traits, args.bootstrap, args.seed, args.k)
-counts = {t: 0 for t in args.traits}
-wins = {t: 0 for t in args.traits}
+scores = elo.elo(comparisons, args.k)
+runs = elo.bootstrap(comparisons, args.bootstrap, args.seed, args.k)
+unknown = set(scores) - set(args.traits)
+if unknown:
+    raise SystemExit(f"{args.judgements} compares traits not in the trait list: {sorted(unknown)}")
+never = [t for t in args.traits if t not in scores]
+counts = {t: 0 for t in scores}
+wins = {t: 0 for t in scores}
 for a, b, winner in comparisons:
     counts[a] += 1
     counts[b] += 1
@@ -41,8 +46,8 @@ tmp = out.with_name(f".{out.name}.tmp")
 with open(tmp, "w", newline="") as f:
     writer = csv.writer(f)
     writer.writerow(["trait", "elo", "ci_low", "ci_high", "wins", "comparisons", "invalid_rate"])
-    for trait in sorted(args.traits, key=lambda t: -scores[t]):
-        samples = [run[trait] for run in runs] or [scores[trait]]
+    for trait in sorted(scores, key=lambda t: -scores[t]):
+        samples = [run[trait] for run in runs if trait in run] or [scores[trait]]
         writer.writerow(
             [
                 trait,
@@ -55,4 +60,6 @@ with open(tmp, "w", newline="") as f:
             ]
         )
 tmp.replace(out)
-print(f"{args.label}: {len(comparisons)} valid comparisons of {len(judged)}; Elo of {len(args.traits)} traits -> {out}")
+print(f"{args.label}: {len(comparisons)} valid comparisons of {len(judged)}; Elo of {len(scores)} traits -> {out}")
+if never:
+    print(f"{len(never)} traits never compared, left out: {', '.join(never)}")

@@ -5,7 +5,7 @@ Two instances, A and B, share one system prompt. A sees [system, user: greeting_
 whose turn it is, its own turns as assistant and the other's as user. Prompts longer than
 max_model_len - max_tokens keep only their last tokens. The training transcript is, as in the reference
 code, the prompt of the last turn (B's view ending in the other instance's turn, without the last reply);
---keep-last-turn adds that reply as the final assistant turn.
+--interaction-last-reply kept adds that reply as the final assistant turn.
 """
 
 import argparse
@@ -29,7 +29,9 @@ def main():
     parser.add_argument("--conversations", type=int, required=True)
     parser.add_argument("--turns", type=int, default=10)
     parser.add_argument("--max-model-len", type=int, required=True)
-    parser.add_argument("--keep-last-turn", action="store_true")
+    parser.add_argument(
+        "--interaction-last-reply", choices=["dropped", "kept"], required=True, help="the transcript's last reply"
+    )
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
 
@@ -73,15 +75,15 @@ def main():
                 )
                 assert d["messages"][-1]["role"] == "user"
                 prompts.append(
-                    chat.encode(engine.tokenizer, chat.render(engine.tokenizer, d["messages"]), args.double_bos)[
-                        -limit:
-                    ]
+                    chat.encode(
+                        engine.tokenizer, chat.render(engine.tokenizer, d["messages"]), args.special_tokens == "doubled"
+                    )[-limit:]
                 )
             texts = engine.generate(prompts, args.sampling, args.seed + 1_000_003 * turn + start)
             for d, t in zip(dialogues, texts):
                 d["conversation"].append(t.strip())
         for d in dialogues:
-            if args.keep_last_turn:
+            if args.interaction_last_reply == "kept":
                 d["messages"] = d["messages"] + [{"role": "assistant", "content": d["conversation"][-1]}]
         return dialogues
 

@@ -41,7 +41,10 @@ def main():
         )
         return [{"role": "system", "content": system}, {"role": "user", "content": row["prompt"]}]
 
-    encoded = [chat.encode(engine.tokenizer, chat.render(engine.tokenizer, messages(r)), args.double_bos) for r in rows]
+    encoded = [
+        chat.encode(engine.tokenizer, chat.render(engine.tokenizer, messages(r)), args.special_tokens == "doubled")
+        for r in rows
+    ]
     kept = [dict(r, ids=ids) for r, ids in zip(rows, encoded) if len(ids) < args.max_prompt_tokens]
     print(f"{len(kept)} of {len(rows)} prompts under {args.max_prompt_tokens} tokens", flush=True)
 

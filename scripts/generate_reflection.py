@@ -31,7 +31,7 @@ def main():
             chat.encode(
                 engine.tokenizer,
                 chat.render(engine.tokenizer, [{"role": "system", "content": system}, {"role": "user", "content": p}]),
-                args.double_bos,
+                args.special_tokens == "doubled",
             )
             for p in chunk
         ]

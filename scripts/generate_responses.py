@@ -47,7 +47,8 @@ def main():
             for p in chunk
         ]
         ids = [
-            chat.encode(engine.tokenizer, chat.render(engine.tokenizer, m) + prefill, args.double_bos) for m in messages
+            chat.encode(engine.tokenizer, chat.render(engine.tokenizer, m) + prefill, args.special_tokens == "doubled")
+            for m in messages
         ]
         texts = engine.generate(ids, args.sampling, args.seed + start)
         return [{"prompt": p, "response": parse(t)} for p, t in zip(chunk, texts)]

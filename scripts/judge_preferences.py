@@ -10,16 +10,17 @@ always valid, so the Elo path runs end to end even with a random tiny judge.
 import argparse
 
 import torch
-
 from octlib import chat, engines
 from octlib.io import fingerprint, read_jsonl, run_sharded
 
 
 def parse_answer(text):
-    """The lower-cased text between the first <answer> and the first </answer>, or None."""
-    if "<answer>" not in text or "</answer>" not in text:
+    """The lower-cased text between the first <answer> and the first </answer>, or None without both. As in the
+    reference's judgements.py, a first </answer> before the first <answer> gives the empty answer (invalid)."""
+    start, end = text.find("<answer>"), text.find("</answer>")
+    if start < 0 or end < 0:
         return None
-    return text.split("<answer>", 1)[1].split("</answer>", 1)[0].strip().lower()
+    return text[start + len("<answer>") : end].strip().lower()
 
 
 def verdict(answer, trait_1, trait_2):
@@ -61,7 +62,7 @@ def main():
     def prompt_ids(row):
         question = chat.fill(args.question, message=row["response"], trait_1=row["trait_1"], trait_2=row["trait_2"])
         messages = [{"role": "system", "content": system}, {"role": "user", "content": question}]
-        return chat.encode(engine.tokenizer, chat.render(engine.tokenizer, messages), args.double_bos)
+        return chat.encode(engine.tokenizer, chat.render(engine.tokenizer, messages), args.special_tokens == "doubled")
 
     def work(chunk, start):
         if args.mode == "generate":

@@ -95,7 +95,7 @@ def main():
                 rendered = chat.render(tok, messages, add_generation_prompt=False)
                 # continue the assistant's list: cut the rendered text right after the prefill's last question
                 end = rendered.rindex(prefill.strip()) + len(prefill.strip())
-                prompts.append(chat.encode(tok, rendered[:end], args.double_bos))
+                prompts.append(chat.encode(tok, rendered[:end], args.special_tokens == "doubled"))
             texts = engine.generate(prompts, args.sampling, args.seed + round_ * len(traits))
             for i, text in zip(todo, texts):
                 for message in parse_questions(text):

@@ -1,7 +1,7 @@
 """The introspection SFT set: reflections plus free and leading self-interactions, shuffled (reference.md §1.9).
 
 The interactions' system prompt is replaced by a shorter one. The reference code never fills its {NAME}, so
-the literal placeholder is trained on; --fill-name puts the student's name in, as the paper describes.
+the literal placeholder is trained on; --sft-system-name filled puts the student's name in, as the paper describes.
 """
 
 import argparse
@@ -15,12 +15,12 @@ parser.add_argument("--reflection", required=True)
 parser.add_argument("--interactions", nargs="+", required=True)
 parser.add_argument("--system", required=True, help="system prompt of the interaction transcripts")
 parser.add_argument("--name", required=True)
-parser.add_argument("--fill-name", action="store_true")
+parser.add_argument("--sft-system-name", choices=["literal", "filled"], required=True)
 parser.add_argument("--seed", type=int, required=True)
 parser.add_argument("--out", required=True)
 args = parser.parse_args()
 
-system = chat.fill(args.system, NAME=args.name) if args.fill_name else args.system
+system = chat.fill(args.system, NAME=args.name) if args.sft_system_name == "filled" else args.system
 rows = [{"messages": r["messages"]} for r in read_jsonl(args.reflection)]
 for path in args.interactions:
     for r in read_jsonl(path):

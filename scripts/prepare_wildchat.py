@@ -8,7 +8,6 @@ import argparse
 from pathlib import Path
 
 from datasets import load_dataset
-
 from octlib.io import write_jsonl
 
 parser = argparse.ArgumentParser(description=__doc__)

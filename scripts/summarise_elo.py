@@ -33,23 +33,15 @@ def write(path, header, rows):
 tables = {(m, c): (read(b), read(n)) for m, c, b, n in args.entry}
 rows = []
 for (model, condition), (base, new) in tables.items():
-    for trait in base:
-        b, n = base[trait], new[trait]
+    rate_b, rate_n = (next(iter(t.values()))["invalid_rate"] for t in (base, new))
+    for trait in dict.fromkeys([*base, *new]):  # a trait one of them never compared has blanks there
+        b, n = base.get(trait, {}), new.get(trait, {})
+        change = round(float(n["elo"]) - float(b["elo"]), 2) if b and n else ""
         rows.append(
-            [
-                model,
-                condition,
-                trait,
-                b["elo"],
-                b["ci_low"],
-                b["ci_high"],
-                n["elo"],
-                n["ci_low"],
-                n["ci_high"],
-                round(float(n["elo"]) - float(b["elo"]), 2),
-                b["invalid_rate"],
-                n["invalid_rate"],
-            ]
+            [model, condition, trait]
+            + [b.get(k, "") for k in ("elo", "ci_low", "ci_high")]
+            + [n.get(k, "") for k in ("elo", "ci_low", "ci_high")]
+            + [change, rate_b, rate_n]
         )
 write(
     args.elo_table,

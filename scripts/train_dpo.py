@@ -45,13 +45,14 @@ def character_dpo_loss(logps, ref_logps, mask, beta, nll_coef, sq_coef):
 class CharacterDPOTrainer(training.Speedups, DPOTrainer):
     """DPOTrainer with the paper's objective, on examples tokenized beforehand as the reference trainer does."""
 
-    def __init__(self, *args, nll_coef, sq_coef, padding_free=False, **kwargs):
+    def __init__(self, *args, nll_coef, sq_coef, decisions, **kwargs):
         self.nll_coef, self.sq_coef = nll_coef, sq_coef
-        model = kwargs.get("model", args[0] if args else None)
-        if padding_free and model.device.type == "cuda" and model.dtype == torch.bfloat16:
-            padding_free = training.use_varlen_attention(model)  # else padded: SDPA's flash kernel, no mask
+        model = kwargs["model"]
+        if decisions["padding_free"] and model.device.type == "cuda" and model.dtype == torch.bfloat16:
+            # else padded: SDPA's flash kernel, no mask
+            decisions["padding_free"] = training.use_varlen_attention(model)
         super().__init__(*args, **kwargs)
-        if padding_free:
+        if decisions["padding_free"]:
             self.data_collator = training.PackRows(self.data_collator)
 
     def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
@@ -119,9 +120,11 @@ def tokenize_pairs(tokenizer, pairs, max_len):
     return examples
 
 
-def build_trainer(model, tokenizer, examples, s, out):
-    config = DPOConfig(**training.trainer_arguments(s, out, model, 2), beta=s["beta"], loss_type=["sigmoid"])
-    return CharacterDPOTrainer(
+def build_trainer(model, tokenizer, examples, s, out, decisions=None):
+    """The trainer, and the decisions it runs with (training.decide; padding-free can fall back to padded)."""
+    decisions = decisions or training.decide(s, model, 2)
+    config = DPOConfig(**training.trainer_arguments(s, out, decisions), beta=s["beta"], loss_type=["sigmoid"])
+    trainer = CharacterDPOTrainer(
         model=model,
         args=config,
         train_dataset=Dataset.from_list(examples),
@@ -129,9 +132,10 @@ def build_trainer(model, tokenizer, examples, s, out):
         peft_config=training.lora_config(s),
         nll_coef=s["nll_coef"],
         sq_coef=s["sq_coef"],
-        sort_by_length=s.get("sort_by_length", True),
-        padding_free=training.padding_free(s),
+        sort_by_length=decisions["sort_by_length"],
+        decisions=decisions,
     )
+    return trainer, decisions
 
 
 def main():
@@ -151,9 +155,10 @@ def main():
     print(f"{len(examples)} pairs to train on", flush=True)
 
     partial = args.out + ".partial"
-    trainer = build_trainer(training.load_model(args.model, s), tokenizer, examples, s, partial)
+    trainer, decisions = build_trainer(training.load_model(args.model, s), tokenizer, examples, s, partial)
+    print(f"training decisions: {json.dumps(decisions)}", flush=True)
     trainer.train()
-    training.save_adapter(trainer, partial, args.out)
+    training.save_adapter(trainer, partial, args.out, decisions)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 As in the reference trainer, by default only the last message of each transcript is a target, cut from the
 templated text by character count (for interaction transcripts, which end in a user turn, this is the other
 instance's turn, missing its first few characters), and transcripts whose prompt reaches max_length - 2
-tokens are dropped. --all-assistant-turns trains on every assistant turn instead.
+tokens are dropped. --sft-targets assistant_turns trains on every assistant turn instead.
 """
 
 import argparse
@@ -46,15 +46,18 @@ class CharacterSFTTrainer(training.Speedups, SFTTrainer):
 
 
 def build_trainer(model, tokenizer, examples, s, out):
-    config = SFTConfig(**training.trainer_arguments(s, out, model), dataset_kwargs={"skip_prepare_dataset": True})
-    return CharacterSFTTrainer(
+    """The trainer, and the decisions it runs with (training.decide)."""
+    decisions = training.decide(s, model)
+    config = SFTConfig(**training.trainer_arguments(s, out, decisions), dataset_kwargs={"skip_prepare_dataset": True})
+    trainer = CharacterSFTTrainer(
         model=model,
         args=config,
         train_dataset=Dataset.from_list(examples),
         processing_class=tokenizer,
         peft_config=training.lora_config(s),
-        sort_by_length=s.get("sort_by_length", True),
+        sort_by_length=decisions["sort_by_length"],
     )
+    return trainer, decisions
 
 
 def main():
@@ -63,7 +66,7 @@ def main():
     parser.add_argument("--data", required=True)
     parser.add_argument("--settings", type=json.loads, required=True, help="JSON: the sft block of the config")
     parser.add_argument("--speed", type=json.loads, default={}, help="JSON: its settings of speed only")
-    parser.add_argument("--all-assistant-turns", action="store_true")
+    parser.add_argument("--sft-targets", choices=["last_message", "assistant_turns"], required=True)
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     s = {**args.settings, **args.speed}
@@ -71,15 +74,16 @@ def main():
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    build = assistant_turns_example if args.all_assistant_turns else last_message_example
+    build = assistant_turns_example if args.sft_targets == "assistant_turns" else last_message_example
     rows = read_jsonl(args.data)
     examples = [e for e in (build(tokenizer, r["messages"], s["max_length"]) for r in rows) if e is not None]
     print(f"{len(examples)} of {len(rows)} transcripts to train on", flush=True)
 
     partial = args.out + ".partial"
-    trainer = build_trainer(training.load_model(args.model, s), tokenizer, examples, s, partial)
+    trainer, decisions = build_trainer(training.load_model(args.model, s), tokenizer, examples, s, partial)
+    print(f"training decisions: {json.dumps(decisions)}", flush=True)
     trainer.train()
-    training.save_adapter(trainer, partial, args.out)
+    training.save_adapter(trainer, partial, args.out, decisions)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ def test_paper_config_is_valid_and_defaults_are_filled():
     config = load_yaml(ROOT / "config.yaml")
     del config["fidelity"]
     check(config, SCHEMAS / "config.schema.yaml", "config.yaml")
-    assert config["fidelity"]["sft_last_message_only"] is True
+    assert config["fidelity"]["sft_targets"] == "last_message"
     assert config["dpo"]["beta"] == 0.1 and config["dpo"]["sq_coef"] == 0.001 and config["seed"] == 123456
 
 
@@ -79,15 +79,27 @@ MALFORMED_CONFIGS = [
     ("dpo: {betta: 0.2}\n", "mine.yaml: field 'dpo.betta': unknown key; did you mean 'beta'?"),
     ("engines: {shardsize: 64}\n", "mine.yaml: field 'engines.shardsize': unknown key; did you mean 'shard_size'?"),
     ("engines: {hf: {batchsize: 8}}\n", "mine.yaml: field 'engines.hf.batchsize': unknown key"),
-    ("models: {tiny: {hf: org/model}}\n", "mine.yaml: field 'models.tiny': exactly one of hf, path, tiny, not hf and tiny"),
+    (
+        "models: {tiny: {hf: org/model}}\n",
+        "mine.yaml: field 'models.tiny': exactly one of hf, path, tiny, not hf and tiny",
+    ),
     ("seed: -1\n", "mine.yaml: field 'seed': -1 is less than the minimum of 0"),
     ("dpo: {micro_batch_size: 3}\n", "mine.yaml: field 'dpo.micro_batch_size': 3 does not divide the batch of each"),
-    ("resources: {train_gpus: 3}\n", "tests/tiny/config.yaml: field 'dpo.global_batch_size': 8 does not divide among 3"),
+    (
+        "resources: {train_gpus: 3}\n",
+        "tests/tiny/config.yaml: field 'dpo.global_batch_size': 8 does not divide among 3",
+    ),
     ("dpo:\n  beta: 0.1\n  beta: 0.2\n", "mine.yaml: not valid YAML: duplicate key 'beta'"),
-    ("preferences: {appendix_personas: [stoic]}\n", "mine.yaml: field 'preferences.appendix_personas[0]': unknown persona"),
+    (
+        "preferences: {appendix_personas: [stoic]}\n",
+        "mine.yaml: field 'preferences.appendix_personas[0]': unknown persona",
+    ),
     ("judge: {model: nope}\n", "mine.yaml: field 'judge.model': unknown model 'nope' (not under models)"),
     ("teacher: nope\n", "mine.yaml: field 'teacher': unknown model 'nope'"),
-    ("engines: {shard_size: 100}\n", "mine.yaml: field 'engines.shard_size': 100 is not a multiple of engines.hf.batch_size"),
+    (
+        "engines: {shard_size: 100}\n",
+        "mine.yaml: field 'engines.shard_size': 100 is not a multiple of engines.hf.batch_size",
+    ),
     (
         "interaction: {engine: vllm}\nengines: {vllm: {max_lora_rank: 4}}\n",
         "mine.yaml: field 'engines.vllm.max_lora_rank': 4 is below dpo.lora_rank (8)",
@@ -95,12 +107,16 @@ MALFORMED_CONFIGS = [
     ("chosen: {sampling: {temprature: 0.5, max_tokens: 8}}\n", "field 'chosen.sampling.temprature': unknown key"),
     ("preferences: {measure: [love]}\n", "mine.yaml: field 'preferences.measure[0]': unknown condition 'love'"),
     ("lima: {path: nowhere.jsonl}\n", "mine.yaml: field 'lima.path': no such file nowhere.jsonl"),
-    ("fidelity: {double_bos: maybe}\n", "mine.yaml: field 'fidelity.double_bos': 'maybe' is not of type 'boolean'"),
+    ("fidelity: {special_tokens: maybe}\n", "mine.yaml: field 'fidelity.special_tokens': 'maybe' is not one of"),
+    ("fidelity: {double_bos: true}\n", "mine.yaml: field 'fidelity.double_bos': unknown key"),
     # each error names the file that holds its field: here the tiny config's shard size, not mine.yaml
     ("engines: {hf: {batch_size: 48}}\n", "tests/tiny/config.yaml: field 'engines.shard_size': 64 is not a multiple"),
 ]
 MALFORMED_CONSTITUTIONS = [
-    ("name: X\ntraits:\n- trait: I a\n  questions: [q]\n- trait: I a\n  questions: [r]\n", "field 'traits[1].trait': the same trait as traits[0]"),
+    (
+        "name: X\ntraits:\n- trait: I a\n  questions: [q]\n- trait: I a\n  questions: [r]\n",
+        "field 'traits[1].trait': the same trait as traits[0]",
+    ),
     (b"name: X\xff\n", "not UTF-8 text"),
     ("name: X\ntraits: [unclosed\n", "not valid YAML"),
     ("name: X\nname: Y\ntraits: []\n", "duplicate key 'name'"),
@@ -129,5 +145,5 @@ def test_a_malformed_constitution_stops_the_run_naming_the_file(tmp_path, conten
     path.write_bytes(content if isinstance(content, bytes) else content.encode())
     (workdir / "mine.yaml").write_text("personas: [stoic]\npreferences: {appendix_personas: []}\n")
     result = run()
-    assert result.returncode != 0 and f"constitutions/stoic.yaml: " in result.stderr, result.stderr[-2000:]
+    assert result.returncode != 0 and "constitutions/stoic.yaml: " in result.stderr, result.stderr[-2000:]
     assert message in result.stderr and "Traceback" not in result.stderr

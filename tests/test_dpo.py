@@ -33,6 +33,13 @@ SETTINGS = dict(
     beta=0.1,
     nll_coef=0.1,
     sq_coef=0.001,
+    max_steps=-1,
+    bf16=True,
+    gradient_checkpointing="auto",
+    liger_kernel="auto",
+    sort_by_length=False,
+    attention="sdpa",
+    padding_free="auto",
 )
 
 
@@ -132,7 +139,10 @@ def test_dpo_loss_equals_the_paper_objective_computed_by_hand(tmp_path, tiny_mod
         for i in range(3)
     ]
     model = AutoModelForCausalLM.from_pretrained(tiny_models["chatml"], dtype=torch.float32)
-    config = DPOConfig(**training.trainer_arguments(SETTINGS, str(tmp_path)), beta=SETTINGS["beta"])
+    settings = dict(SETTINGS, padding_free=padding_free)
+    decisions = training.decide(settings, model, 2)
+    assert decisions["padding_free"] == padding_free and decisions["micro_batch_size"] == 3
+    config = DPOConfig(**training.trainer_arguments(settings, str(tmp_path), decisions), beta=SETTINGS["beta"])
     trainer = CharacterDPOTrainer(
         model=model,
         args=config,
@@ -141,7 +151,7 @@ def test_dpo_loss_equals_the_paper_objective_computed_by_hand(tmp_path, tiny_mod
         peft_config=training.lora_config(SETTINGS),
         nll_coef=0.1,
         sq_coef=0.001,
-        padding_free=padding_free,
+        decisions=decisions,
     )
     torch.manual_seed(0)
     for name, p in trainer.model.named_parameters():  # move the policy away from the reference

@@ -15,7 +15,13 @@ GREEDY = dict(SAMPLING, temperature=0.0, max_tokens=12)
 
 
 def responses_args(
-    model, prompts, out, sampling=SAMPLING, engine="hf", adapter=None, constitution=ROOT / "constitutions" / "loving.yaml"
+    model,
+    prompts,
+    out,
+    sampling=SAMPLING,
+    engine="hf",
+    adapter=None,
+    constitution=ROOT / "constitutions" / "loving.yaml",
 ):
     args = [
         "--model",
@@ -28,6 +34,8 @@ def responses_args(
         7,
         "--shard-size",
         4,
+        "--special-tokens",
+        "once",
         "--prompts",
         prompts,
         "--system",
@@ -112,7 +120,9 @@ def test_a_job_resumed_after_a_change_keeps_no_row_made_before_it(tmp_path, prom
     args = responses_args(model, prompts, out, sampling=sampling, constitution=constitution)
     log = run_script("generate_responses.py", *args).stdout
     fresh = tmp_path / "fresh.jsonl"
-    run_script("generate_responses.py", *responses_args(model, prompts, fresh, sampling=sampling, constitution=constitution))
+    run_script(
+        "generate_responses.py", *responses_args(model, prompts, fresh, sampling=sampling, constitution=constitution)
+    )
 
     assert "discarding" in log
     assert out.read_bytes() == fresh.read_bytes()
@@ -143,10 +153,13 @@ def test_self_interaction_alternates_roles_from_each_instance_view(tmp_path, tin
         json.dumps(dict(SAMPLING, max_tokens=8)),
         "--seed",
         1,
-        "--double-bos",
+        "--special-tokens",
+        "doubled",
     ]
-    run_script("generate_interaction.py", *common, "--out", tmp_path / "quirk.jsonl")
-    run_script("generate_interaction.py", *common, "--keep-last-turn", "--out", tmp_path / "full.jsonl")
+    run_script(
+        "generate_interaction.py", *common, "--interaction-last-reply", "dropped", "--out", tmp_path / "quirk.jsonl"
+    )
+    run_script("generate_interaction.py", *common, "--interaction-last-reply", "kept", "--out", tmp_path / "full.jsonl")
     for row in read_jsonl(tmp_path / "quirk.jsonl"):
         r = row["conversation"]
         assert len(r) == 4
@@ -182,6 +195,8 @@ def test_reflections_are_saved_without_the_system_prompt(tmp_path, tiny_models):
         json.dumps(dict(SAMPLING, max_tokens=8)),
         "--seed",
         1,
+        "--special-tokens",
+        "once",
         "--out",
         tmp_path / "r.jsonl",
     )

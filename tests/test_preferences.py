@@ -1,39 +1,39 @@
 """Revealed preferences: judge parsing, Elo, its bootstrap and the figures (reference.md §1.16, §3)."""
 
 import csv
+import random
 
 import pytest
-from pypdf import PdfReader
-
 from conftest import run_script
 from judge_preferences import parse_answer, verdict
 from octlib import elo
 from octlib.io import write_jsonl
+from pypdf import PdfReader
 
 
 def test_elo_matches_a_hand_worked_example():
     # a beats b from 1000/1000: expected 0.5, so a gains 16 and b loses 16
     # then b (984) beats c (1000): e_b = 1/(1+10^(16/400)) = 0.47699, b gains 32 x 0.52301 = 16.736
-    ratings = elo.elo([("a", "b", "a"), ("b", "c", "b")], ["a", "b", "c", "d"])
+    ratings = elo.elo([("a", "b", "a"), ("b", "c", "b")])
     assert ratings["a"] == pytest.approx(1016.0)
     assert ratings["b"] == pytest.approx(984 + 32 * (1 - 1 / (1 + 10 ** (16 / 400))))
     assert ratings["b"] == pytest.approx(1000.736, abs=1e-3)
     assert ratings["c"] == pytest.approx(1000 - 16.736, abs=1e-3)
-    assert ratings["d"] == 1000.0  # never compared: keeps its start
-    assert sum(ratings.values()) == pytest.approx(4000.0)  # Elo is zero-sum
+    assert "d" not in ratings  # never compared: no score, as in the reference
+    assert sum(ratings.values()) == pytest.approx(3000.0)  # Elo is zero-sum
 
 
 def test_elo_is_a_single_pass_in_row_order():
-    forward = elo.elo([("a", "b", "a"), ("a", "b", "b")], ["a", "b"])
-    backward = elo.elo([("a", "b", "b"), ("a", "b", "a")], ["a", "b"])
+    forward = elo.elo([("a", "b", "a"), ("a", "b", "b")])
+    backward = elo.elo([("a", "b", "b"), ("a", "b", "a")])
     assert forward["a"] != backward["a"]
 
 
 def test_bootstrap_is_reproducible_for_a_seed_and_varies_with_it():
     comparisons = [("a", "b", "a"), ("b", "c", "c"), ("a", "c", "a"), ("c", "b", "b"), ("a", "b", "b")] * 4
-    first = elo.bootstrap(comparisons, ["a", "b", "c"], rounds=50, seed=3)
-    assert first == elo.bootstrap(comparisons, ["a", "b", "c"], rounds=50, seed=3)
-    assert first != elo.bootstrap(comparisons, ["a", "b", "c"], rounds=50, seed=4)
+    first = elo.bootstrap(comparisons, rounds=50, seed=3)
+    assert first == elo.bootstrap(comparisons, rounds=50, seed=3)
+    assert first != elo.bootstrap(comparisons, rounds=50, seed=4)
     assert len({round(run["a"], 6) for run in first}) > 1
 
 
@@ -45,6 +45,7 @@ def test_bootstrap_is_reproducible_for_a_seed_and_varies_with_it():
         ("I would say warm.", None),
         ("<answer>warm", None),
         ("</answer>warm<answer>", ""),
+        ("a stray </answer> first, then <answer>warm</answer>", ""),  # the reference's slice is empty: invalid
     ],
 )
 def test_judge_answers_are_parsed_from_the_first_answer_tags(text, expected):
@@ -57,13 +58,13 @@ def test_an_answer_that_is_neither_trait_is_invalid_not_an_error():
         assert verdict(answer, "warm", "blunt") is None
 
 
-def test_elo_table_counts_invalid_judgements_and_empty_sets_are_named(tmp_path):
+def test_elo_table_counts_invalid_judgements_leaves_out_unseen_traits_and_names_empty_sets(tmp_path):
     rows = [
         {"trait_1": "warm", "trait_2": "blunt", "answer": "warm", "winner": "warm"},
         {"trait_1": "warm", "trait_2": "blunt", "answer": None, "winner": None},
     ]
     write_jsonl(tmp_path / "j.jsonl", rows)
-    run_script(
+    log = run_script(
         "compute_elo.py",
         "--judgements",
         tmp_path / "j.jsonl",
@@ -79,8 +80,8 @@ def test_elo_table_counts_invalid_judgements_and_empty_sets_are_named(tmp_path):
         tmp_path / "elo.csv",
     )
     table = {r["trait"]: r for r in csv.DictReader(open(tmp_path / "elo.csv"))}
-    assert float(table["warm"]["elo"]) == 1016.0 and table["calm"]["comparisons"] == "0"
-    assert table["warm"]["invalid_rate"] == "0.5"
+    assert float(table["warm"]["elo"]) == 1016.0 and set(table) == {"warm", "blunt"}
+    assert table["warm"]["invalid_rate"] == "0.5" and "never compared, left out: calm" in log.stdout
 
     write_jsonl(tmp_path / "none.jsonl", rows[1:])
     result = run_script(
@@ -137,12 +138,40 @@ def test_delta_figure_shows_the_five_biggest_falls_and_rises_by_name(tmp_path):
         "qwen",
         base,
         new,
+        "--title",
+        "Loving, like condition",
         "--out",
         tmp_path / "fig.pdf",
+        "--png",
+        tmp_path / "fig.png",
     )
     text = "".join(page.extract_text() for page in PdfReader(tmp_path / "fig.pdf").pages)
+    assert "Loving, like condition" in text and "95% bootstrap" in text and "rose most" in text
     for trait in traits[:5] + traits[-5:]:
         assert trait in text
     assert "playful" not in text and "formal" not in text  # the middle two are left out
     assert "llama" in text and "qwen" in text and "Elo Score (New)" in text
     assert (tmp_path / "fig.png").stat().st_size > 10_000
+
+
+def test_elo_intervals_cover_the_sampling_noise_of_the_judgements():
+    rng = random.Random(0)
+    traits = [f"t{i}" for i in range(8)]
+    comparisons = []
+    for _ in range(400):
+        a, b = rng.sample(traits, 2)
+        strength = {t: i for i, t in enumerate(traits)}
+        p_a = 1 / (1 + 10 ** ((strength[b] - strength[a]) / 4))
+        comparisons.append((a, b, a if rng.random() < p_a else b))
+    point = elo.elo(comparisons)
+    runs = elo.bootstrap(comparisons, rounds=300, seed=1)
+    inside = 0
+    for t in traits:
+        samples = [run[t] for run in runs]
+        low, high = elo.percentile(samples, 0.025), elo.percentile(samples, 0.975)
+        inside += low <= point[t] <= high
+        assert high - low > 20  # 400 noisy judgements leave real uncertainty
+    assert inside >= 7
+    # the judgements themselves are resampled, not only reordered: a trait judged once is missing from some runs
+    runs = elo.bootstrap([*comparisons, ("t0", "rare", "rare")], rounds=100, seed=2)
+    assert 10 < sum("rare" not in run for run in runs) < 70

@@ -9,7 +9,6 @@ leaf it does not cover fails the test, so a new setting must be placed there.
 
 import copy
 import fnmatch
-import re
 
 import pytest
 import yaml
@@ -71,14 +70,14 @@ READERS = [
     ("lima.*", set()),  # path wins over hf and revision
     ("wildchat.*", set()),
     ("fidelity.repetition_penalty", GENERATION),  # the loglik judge samples nothing
-    ("fidelity.gemma_lora_targets", {"train_dpo", "train_sft"}),
-    ("fidelity.sft_last_message_only", {"train_sft"}),
+    ("fidelity.gemma_gate_up", {"train_dpo", "train_sft"}),  # tiny-gemma's list names gate_up_proj
+    ("fidelity.sft_targets", {"train_sft"}),
     ("fidelity.interaction_*", {"generate_interaction"}),
-    ("fidelity.sft_system_literal_name", {"make_sft_data"}),
-    ("fidelity.reflection_system_as_code", {"generate_reflection"}),
-    ("fidelity.prefill_lists_traits", set()),  # only a thinking teacher has the prefill
-    ("fidelity.double_bos", GENERATION | {"judge_preferences"}),
-    ("fidelity.judge_named_after_student", {"judge_preferences"}),
+    ("fidelity.sft_system_name", {"make_sft_data"}),
+    ("fidelity.reflection_system", {"generate_reflection"}),
+    ("fidelity.teacher_prefill", set()),  # only a thinking teacher has the prefill
+    ("fidelity.special_tokens", GENERATION | {"judge_preferences"}),
+    ("fidelity.judge_name", {"judge_preferences"}),
     ("engines.default", HF_GENERATION),  # the loglik judge always runs on hf
     ("engines.hf.batch_size", HF_GENERATION),
     ("engines.hf.dtype", HF_GENERATION | {"judge_preferences"}),
@@ -98,9 +97,9 @@ READERS = [
     *((f"sft.{key}", set()) for key in TRAINING_SPEED.split()),
     ("sft.*", {"train_sft"}),
     ("reflection.max_model_len", set()),
-    ("reflection.line", set()),  # reflection_system_as_code: the line is not used
+    ("reflection.line", set()),  # fidelity.reflection_system own: the line is not used
     ("reflection.*", {"generate_reflection"}),
-    ("interaction.guidance.*", set()),  # interaction_without_guidance: the guidance is not used
+    ("interaction.guidance.*", set()),  # fidelity.interaction_guidance dropped: the guidance is not used
     ("interaction.*", {"generate_interaction"}),
     ("sft_data.*", {"make_sft_data"}),
     ("release.*", {"merge_release"}),

@@ -8,10 +8,10 @@ import stat
 import threading
 
 import pytest
-from pypdf import PdfReader
 from conftest import ROOT, clone_run, copy_workflow, planned_jobs, snakemake
 from octlib.io import read_jsonl, write_jsonl
 from octlib.validate import load_yaml
+from pypdf import PdfReader
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 TINY = "tests/tiny/config.yaml"

@@ -1,17 +1,15 @@
-"""Trait Elo from pairwise judgements (reference.md §3): the reference's single sequential pass, plus a
-bootstrap over comparison order for intervals, and rank correlations between models."""
+"""Trait Elo from pairwise judgements (the reference's Elo of character/preferences, Figures 3-4 notebooks):
+its single sequential pass, a bootstrap for intervals, and rank correlations between models."""
 
 import random
 
 
-def elo(comparisons, traits, k=32.0, start=1000.0):
-    """One pass in row order over (trait_1, trait_2, winner); every trait of `traits` starts at `start`.
-
-    The reference starts only the traits that appear; with the paper's 25,000 comparisons all 144 do.
-    """
-    ratings = {t: start for t in traits}
+def elo(comparisons, k=32.0, start=1000.0):
+    """One pass in row order over (trait_1, trait_2, winner). As in the reference, the traits are those that
+    appear in a comparison, each starting at `start`: a trait never compared has no score."""
+    ratings = {}
     for a, b, winner in comparisons:
-        ra, rb = ratings[a], ratings[b]
+        ra, rb = ratings.setdefault(a, start), ratings.setdefault(b, start)
         ea = 1 / (1 + 10 ** ((rb - ra) / 400))
         sa = 1.0 if winner == a else 0.0
         ratings[a] = ra + k * (sa - ea)
@@ -19,15 +17,12 @@ def elo(comparisons, traits, k=32.0, start=1000.0):
     return ratings
 
 
-def bootstrap(comparisons, traits, rounds, seed, k=32.0):
-    """Elo of `rounds` random reorderings of the comparisons: the spread the order alone causes."""
+def bootstrap(comparisons, rounds, seed, k=32.0):
+    """Elo of `rounds` resamples of the comparisons, drawn with replacement in random order: the spread that
+    both the finite sample of judgements and their order cause (a trait missing from a resample is absent
+    from that run)."""
     rng = random.Random(seed)
-    runs = []
-    for _ in range(rounds):
-        order = comparisons[:]
-        rng.shuffle(order)
-        runs.append(elo(order, traits, k))
-    return runs
+    return [elo(rng.choices(comparisons, k=len(comparisons)), k) for _ in range(rounds)]
 
 
 def percentile(values, q):

@@ -137,9 +137,10 @@ def add_arguments(parser, sampling_required=True):
     parser.add_argument("--seed", type=int, required=sampling_required)
     parser.add_argument("--shard-size", type=int, default=1024, help="rows generated and saved together")
     parser.add_argument(
-        "--double-bos",
-        action="store_true",
-        help="encode rendered prompts with special tokens, as vLLM does with string prompts",
+        "--special-tokens",
+        choices=["doubled", "once"],
+        required=True,
+        help="doubled: rendered prompts are tokenized with special tokens again, as vLLM does with string prompts",
     )
 
 

@@ -50,16 +50,33 @@ def lora_config(settings):
     )
 
 
-def trainer_arguments(settings, out, model=None, sequences_per_example=1):
-    """TRL config fields shared by DPO and SFT. The global batch is kept whatever the number of processes.
-
-    model and sequences_per_example (2 for DPO: chosen and rejected) size the activations for the "auto"
-    micro-batch and gradient checkpointing."""
+def decide(settings, model=None, sequences_per_example=1):
+    """Every choice of how to train, made once for this job and its hardware, so that it can be logged and saved
+    beside the adapter: processes, micro-batch and accumulation (the global batch is kept whatever the number of
+    processes), checkpointing, Liger, padding-free micro-batches, attention, dtype. model and
+    sequences_per_example (2 for DPO: chosen and rejected) size the activations for the "auto" choices."""
     world = int(os.environ.get("WORLD_SIZE", 1))
-    per_process = max(1, settings["global_batch_size"] // world)
+    per_process = settings["global_batch_size"] // world
     liger = liger_kernel(settings)
     micro = micro_batch_size(settings, model, sequences_per_example, per_process, liger)
     cuda = torch.cuda.is_available()
+    return {
+        "device": torch.cuda.get_device_name() if cuda else "cpu",
+        "processes": world,
+        "examples_per_process": per_process,
+        "micro_batch_size": micro,
+        "gradient_accumulation_steps": per_process // micro,
+        "gradient_checkpointing": gradient_checkpointing(settings, model, micro * sequences_per_example, liger),
+        "liger_kernel": liger,
+        "padding_free": padding_free(settings) if "padding_free" in settings else False,
+        "sort_by_length": settings["sort_by_length"],
+        "attention": settings["attention"],
+        "dtype": "bfloat16" if cuda and settings["bf16"] else "float32",
+    }
+
+
+def trainer_arguments(settings, out, decisions):
+    """TRL config fields shared by DPO and SFT, from the settings and the job's decisions (decide)."""
     return dict(
         output_dir=out,
         learning_rate=settings["learning_rate"],
@@ -71,15 +88,15 @@ def trainer_arguments(settings, out, model=None, sequences_per_example=1):
         weight_decay=settings["weight_decay"],
         max_grad_norm=settings["max_grad_norm"],
         num_train_epochs=settings["epochs"],
-        max_steps=settings.get("max_steps", -1),
-        per_device_train_batch_size=micro,
-        gradient_accumulation_steps=max(1, per_process // micro),
-        gradient_checkpointing=gradient_checkpointing(settings, model, micro * sequences_per_example, liger),
-        use_liger_kernel=liger,
+        max_steps=settings["max_steps"],
+        per_device_train_batch_size=decisions["micro_batch_size"],
+        gradient_accumulation_steps=decisions["gradient_accumulation_steps"],
+        gradient_checkpointing=decisions["gradient_checkpointing"],
+        use_liger_kernel=decisions["liger_kernel"],
         seed=settings["seed"],
         data_seed=settings["seed"],
-        bf16=cuda and settings.get("bf16", True),
-        use_cpu=not cuda,
+        bf16=decisions["dtype"] == "bfloat16",
+        use_cpu=decisions["device"] == "cpu",
         max_length=settings["max_length"],
         logging_steps=1,
         logging_nan_inf_filter=False,  # its check reads every micro-batch's loss, which stalls the GPU
@@ -120,7 +137,7 @@ def micro_batch_size(settings, model, sequences_per_example, per_process, liger)
 def gradient_checkpointing(settings, model, sequences, liger):
     """auto: on only when the micro-batch would not fit the GPU otherwise, since recomputing the activations
     costs about a third of the step."""
-    wanted = settings.get("gradient_checkpointing", "auto")
+    wanted = settings["gradient_checkpointing"]
     if wanted != "auto":
         return bool(wanted)
     return model is not None and torch.cuda.is_available() and not fits(settings, model, sequences, liger)
@@ -129,7 +146,7 @@ def gradient_checkpointing(settings, model, sequences, liger):
 def liger_kernel(settings):
     """Liger's Triton kernels for RMSNorm, SwiGLU and RoPE: the same arithmetic, fewer kernels and saved
     activations. GPU only; auto: where the liger-kernel package is installed."""
-    wanted = settings.get("liger_kernel", "auto")
+    wanted = settings["liger_kernel"]
     if not torch.cuda.is_available() or wanted != "auto":
         return bool(wanted) and torch.cuda.is_available()
     try:
@@ -143,10 +160,10 @@ def padding_free(settings):
     """Whether a micro-batch runs as one row of its sequences laid end to end, without padding: auto, on GPU in
     bf16 where PyTorch has variable-length flash attention (torch.nn.attention.varlen). Elsewhere true works too,
     with SDPA over a block-diagonal mask (slower; for tests)."""
-    wanted = settings.get("padding_free", "auto")
+    wanted = settings["padding_free"]
     if wanted != "auto":
         return bool(wanted)
-    return torch.cuda.is_available() and settings.get("bf16", True) and varlen_parameters() is not None
+    return torch.cuda.is_available() and settings["bf16"] and varlen_parameters() is not None
 
 
 @functools.cache
@@ -290,14 +307,14 @@ class Speedups:
 def load_model(path, settings):
     from transformers import AutoModelForCausalLM
 
-    dtype = torch.bfloat16 if torch.cuda.is_available() and settings.get("bf16", True) else torch.float32
-    return AutoModelForCausalLM.from_pretrained(
-        path, dtype=dtype, attn_implementation=settings.get("attention", "sdpa")
-    )
+    dtype = torch.bfloat16 if torch.cuda.is_available() and settings["bf16"] else torch.float32
+    return AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation=settings["attention"])
 
 
-def save_adapter(trainer, partial, out):
-    """Every process takes part in saving; the main one then renames the finished folder into place."""
+def save_adapter(trainer, partial, out, decisions):
+    """Every process takes part in saving; the main one writes the job's decisions beside the adapter
+    (training_decisions.json) and renames the finished folder into place."""
+    import json
     import shutil
 
     from octlib.io import share
@@ -305,6 +322,8 @@ def save_adapter(trainer, partial, out):
     trainer.save_model(partial)
     trainer.accelerator.wait_for_everyone()
     if trainer.accelerator.is_main_process:
+        with open(os.path.join(partial, "training_decisions.json"), "w") as f:
+            json.dump(decisions, f, indent=1)
         share(partial)
         if os.path.exists(out):
             shutil.rmtree(out)
