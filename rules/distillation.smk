@@ -1,4 +1,4 @@
-# 2-6. Teacher and student responses, DPO pairs, DPO training, the distilled model (ref §1.2-1.6).
+# 2-6. Teacher and student responses, DPO pairs, DPO training, the distilled model (ref character/distillation/, finetuning/distillation/, tools/fold_all.py).
 
 
 rule generate_chosen:

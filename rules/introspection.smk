@@ -1,4 +1,4 @@
-# 7-9. Self-reflection and self-interaction, SFT, the trained model and the release adapter (ref §1.7-1.11).
+# 7-9. Self-reflection and self-interaction, SFT, the trained model and the release adapter (ref character/introspection/, finetuning/introspection/, tools/).
 
 
 rule generate_reflection:
@@ -99,10 +99,10 @@ rule train_sft:
         settings=lambda w: training_settings("sft", w.model),
         speed=untracked(training_speed("sft")),
         launch=untracked(accelerate_launch()),
-        targets=fidelity_flag("sft_targets"),
+        fidelity=fidelity_flag("sft_targets") + fidelity_flag("sft_loss"),
     shell:
         "{params.launch} scripts/train_sft.py --model {input.distilled} --data {input.data}"
-        " --settings {params.settings:q} --speed {params.speed:q} {params.targets} --out {output} > {log} 2>&1"
+        " --settings {params.settings:q} --speed {params.speed:q} {params.fidelity} --out {output} > {log} 2>&1"
 
 
 rule fold_sft:

@@ -1,4 +1,4 @@
-# Revealed preferences (ref §1.15-1.17, §3): trait Elo before and after character training, tables and figures.
+# Revealed preferences (ref character/preferences/): trait Elo before and after character training, tables and figures.
 
 
 rule prepare_wildchat:

@@ -1,4 +1,4 @@
-# 1. Constitution-relevant prompts (ref §1.1).
+# 1. Constitution-relevant prompts (ref character/distillation/gen_prompts.py).
 
 
 localrules:

@@ -1,4 +1,4 @@
-"""Download one file and verify its sha256 (released prompt files, reference.md §0). A mismatch writes nothing."""
+"""Download one file and verify its sha256 (the released prompt files, ref constitutions/few-shot/). A mismatch writes nothing."""
 
 import argparse
 import hashlib

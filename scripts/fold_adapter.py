@@ -1,4 +1,4 @@
-"""Fold a LoRA adapter into its base model (reference.md §1.6, §7).
+"""Fold a LoRA adapter into its base model (ref tools/fold_all.py).
 
 The base + DPO adapter gives the "distilled" model; the distilled model + SFT adapter gives the "trained"
 model that the paper's evaluations use. The merge is computed in float32 and saved in --dtype (bfloat16 by

@@ -1,4 +1,4 @@
-"""Self-interaction dialogues of the distilled student with itself (paper §3.2; reference.md §1.8).
+"""Self-interaction dialogues of the distilled student with itself (paper §3.2; ref character/introspection/self_interaction.py).
 
 Two instances, A and B, share one system prompt. A sees [system, user: greeting_1] and B sees
 [system, user: greeting_2, assistant: greeting_1]; each turn is generated from the view of the instance
@@ -74,11 +74,8 @@ def main():
                     "assistant" if a_speaks else "user",
                 )
                 assert d["messages"][-1]["role"] == "user"
-                prompts.append(
-                    chat.encode(
-                        engine.tokenizer, chat.render(engine.tokenizer, d["messages"]), args.special_tokens == "doubled"
-                    )[-limit:]
-                )
+                text = chat.render(engine.tokenizer, d["messages"])
+                prompts.append(chat.encode_last(engine.tokenizer, text, args.special_tokens == "doubled", limit))
             texts = engine.generate(prompts, args.sampling, args.seed + 1_000_003 * turn + start)
             for d, t in zip(dialogues, texts):
                 d["conversation"].append(t.strip())

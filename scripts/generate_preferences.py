@@ -1,9 +1,9 @@
 """Revealed preferences: the model answers WildChat prompts after being offered two traits (paper §5;
-reference.md §1.15).
+ref character/preferences/preferences.py).
 
 Each prompt gets a random pair of distinct traits, drawn with --pair-seed (the workflow gives every model,
 variant and condition its own, as the reference's unseeded draws differ between runs). Rows whose templated
-prompt reaches --max-prompt-tokens are dropped.
+prompt (without the special tokens added again) reaches --max-prompt-tokens are dropped.
 """
 
 import argparse
@@ -41,11 +41,12 @@ def main():
         )
         return [{"role": "system", "content": system}, {"role": "user", "content": row["prompt"]}]
 
-    encoded = [
-        chat.encode(engine.tokenizer, chat.render(engine.tokenizer, messages(r)), args.special_tokens == "doubled")
-        for r in rows
-    ]
-    kept = [dict(r, ids=ids) for r, ids in zip(rows, encoded) if len(ids) < args.max_prompt_tokens]
+    kept = []
+    for row in rows:
+        text = chat.render(engine.tokenizer, messages(row))
+        # the reference counts the templated prompt without the special tokens its engine adds again
+        if len(chat.encode(engine.tokenizer, text, False)) < args.max_prompt_tokens:
+            kept.append(dict(row, ids=chat.encode(engine.tokenizer, text, args.special_tokens == "doubled")))
     print(f"{len(kept)} of {len(rows)} prompts under {args.max_prompt_tokens} tokens", flush=True)
 
     def work(chunk, start):

@@ -1,4 +1,4 @@
-"""Self-reflection transcripts from the distilled student (paper §3.2; reference.md §1.7).
+"""Self-reflection transcripts from the distilled student (paper §3.2; ref character/introspection/self_reflection.py).
 
 The student with its DPO adapter answers each of the reflection prompts N times, with a system prompt that
 names it and lists its traits. The saved training messages drop the system prompt; nothing is filtered.

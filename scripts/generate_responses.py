@@ -1,4 +1,4 @@
-"""Teacher (chosen) and student (rejected) responses for DPO (paper §3.1; reference.md §1.2-1.3).
+"""Teacher (chosen) and student (rejected) responses for DPO (paper §3.1; ref character/distillation/teacher.py, student.py).
 
 The teacher answers every prompt in character: the constitution's traits in its system prompt and, for a
 reasoning teacher, a thinking prefill that lists them; only the text after </think> is kept. The student

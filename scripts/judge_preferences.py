@@ -1,4 +1,4 @@
-"""Which of the two offered traits does each answer show? (paper §5; reference.md §1.16)
+"""Which of the two offered traits does each answer show? (paper §5; ref character/preferences/judgements.py)
 
 generate: the paper's judge writes its reasoning and a final <answer>trait</answer>; the text between the
 first <answer> and the first </answer>, lower-cased, is the verdict, and anything that is not one of the two

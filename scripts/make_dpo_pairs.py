@@ -1,4 +1,4 @@
-"""DPO pairs for one student and persona (paper §3.1; reference.md §1.4).
+"""DPO pairs for one student and persona (paper §3.1; ref character/distillation/data.py).
 
 Row i of the teacher file and row i of the student file answer the same prompt. A pair is kept when both
 responses exist, both are complete (the last non-space character is Unicode punctuation), and both templated

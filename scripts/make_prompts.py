@@ -1,4 +1,4 @@
-"""Constitution-relevant user prompts for one persona (paper §3.1; reference.md §1.1).
+"""Constitution-relevant user prompts for one persona (paper §3.1; ref character/distillation/gen_prompts.py).
 
 Either the paper's released prompt file (5 hand-written + 45 generated questions per trait; fetched and
 checksum-verified by the workflow), or the constitution's seed questions expanded few-shot by a generator

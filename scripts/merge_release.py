@@ -1,4 +1,4 @@
-"""The release adapter: DPO and SFT adapters merged into one, weighted 1.0 and 0.25 (reference.md §1.11, §7).
+"""The release adapter: DPO and SFT adapters merged into one, weighted 1.0 and 0.25 (ref tools/merge_loras.py).
 
 PEFT's "linear" combination, which the reference uses, also adds cross terms B_dpo A_sft + B_sft A_dpo;
 "cat" gives the exact weighted sum at twice the rank. Both adapters are attached to the base model, as in

@@ -1,4 +1,4 @@
-"""LIMA first-turn prompts for the teacher and student responses (reference.md §1.2, §6).
+"""LIMA first-turn prompts for the teacher and student responses (ref character/distillation/teacher.py).
 
 The first user turn of every conversation in LIMA's train.jsonl (1,030) then test.jsonl (300), from the
 downloaded dataset folder, or from one local JSONL file with the same `conversations` field (tests).

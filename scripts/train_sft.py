@@ -1,4 +1,4 @@
-"""Introspection SFT with LoRA on the distilled model (paper §3.2; reference.md §1.10).
+"""Introspection SFT with LoRA on the distilled model (paper §3.2; ref finetuning/introspection/*.sh).
 
 As in the reference trainer, by default only the last message of each transcript is a target, cut from the
 templated text by character count (for interaction transcripts, which end in a user turn, this is the other
@@ -9,6 +9,7 @@ tokens are dropped. --sft-targets assistant_turns trains on every assistant turn
 import argparse
 import json
 
+import torch
 from datasets import Dataset
 from octlib import training
 from octlib.io import read_jsonl
@@ -41,14 +42,59 @@ def assistant_turns_example(tokenizer, messages, max_len):
     return {"input_ids": ids, "labels": labels}
 
 
+class WithWeights:
+    """Collator wrapper: each example's token weight (from the trainer's Steps sampler) as loss_weight."""
+
+    def __init__(self, collate, trainer):
+        self.collate, self.trainer = collate, trainer
+
+    def __call__(self, examples):
+        weights = [self.trainer.sampler.weights[e["index"]] for e in examples]
+        batch = self.collate([{k: v for k, v in e.items() if k != "index"} for e in examples])
+        batch["loss_weight"] = torch.tensor(weights)
+        return batch
+
+
 class CharacterSFTTrainer(training.Speedups, SFTTrainer):
-    pass
+    """SFTTrainer whose loss, with loss_group, is OpenRLHF's: the token mean of each group of loss_group
+    consecutive examples of a step's shuffle (the reference's micro-batch), averaged over the step, whatever
+    micro-batches this trainer runs. Without it, TRL's: one token mean over the step."""
+
+    def __init__(self, *args, loss_group=None, **kwargs):
+        self.loss_group = loss_group
+        super().__init__(*args, **kwargs)
+        if loss_group:
+            self.loss_is_scaled_for_ga = True  # the weights sum to one over the step: no division by accumulation
+            self.data_collator = WithWeights(self.data_collator, self)
+
+    def _get_train_sampler(self, train_dataset=None):
+        if not self.loss_group:
+            return super()._get_train_sampler(train_dataset)
+        dataset = self.train_dataset if train_dataset is None else train_dataset
+        targets = [sum(label != -100 for label in labels[1:]) for labels in dataset["labels"]]
+        self.sampler = self.steps_sampler(dataset, group=self.loss_group, targets=targets)
+        return self.sampler
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if not self.loss_group:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        weights = inputs.pop("loss_weight")
+        with torch.autocast(self.args.device.type, torch.bfloat16, enabled=self.args.bf16):
+            outputs = model(**inputs, use_cache=False, fused_lm_head=True)
+        # DDP averages the gradients of the processes, each of which holds its share of the step's weights
+        loss = -(outputs.log_probs.float() * weights[:, None].to(outputs.log_probs.device)).sum()
+        loss = loss * self.accelerator.num_processes
+        return (loss, outputs) if return_outputs else loss
 
 
-def build_trainer(model, tokenizer, examples, s, out):
-    """The trainer, and the decisions it runs with (training.decide)."""
+def build_trainer(model, tokenizer, examples, s, out, sft_loss="token_mean"):
+    """The trainer, and the decisions it runs with (training.decide). sft_loss: micro_batch_means (OpenRLHF's,
+    over groups of s["reference_micro_batch_size"]) or token_mean."""
     decisions = training.decide(s, model)
     config = SFTConfig(**training.trainer_arguments(s, out, decisions), dataset_kwargs={"skip_prepare_dataset": True})
+    group = s["reference_micro_batch_size"] if sft_loss == "micro_batch_means" else None
+    if group:
+        examples = [dict(e, index=i) for i, e in enumerate(examples)]
     trainer = CharacterSFTTrainer(
         model=model,
         args=config,
@@ -56,6 +102,7 @@ def build_trainer(model, tokenizer, examples, s, out):
         processing_class=tokenizer,
         peft_config=training.lora_config(s),
         sort_by_length=decisions["sort_by_length"],
+        loss_group=group,
     )
     return trainer, decisions
 
@@ -67,6 +114,7 @@ def main():
     parser.add_argument("--settings", type=json.loads, required=True, help="JSON: the sft block of the config")
     parser.add_argument("--speed", type=json.loads, default={}, help="JSON: its settings of speed only")
     parser.add_argument("--sft-targets", choices=["last_message", "assistant_turns"], required=True)
+    parser.add_argument("--sft-loss", choices=["micro_batch_means", "token_mean"], required=True)
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     s = {**args.settings, **args.speed}
@@ -80,7 +128,9 @@ def main():
     print(f"{len(examples)} of {len(rows)} transcripts to train on", flush=True)
 
     partial = args.out + ".partial"
-    trainer, decisions = build_trainer(training.load_model(args.model, s), tokenizer, examples, s, partial)
+    trainer, decisions = build_trainer(
+        training.load_model(args.model, s), tokenizer, examples, s, partial, args.sft_loss
+    )
     print(f"training decisions: {json.dumps(decisions)}", flush=True)
     trainer.train()
     training.save_adapter(trainer, partial, args.out, decisions)

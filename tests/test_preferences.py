@@ -1,4 +1,4 @@
-"""Revealed preferences: judge parsing, Elo, its bootstrap and the figures (reference.md §1.16, §3)."""
+"""Revealed preferences: judge parsing, Elo, its bootstrap and the figures (ref character/preferences/judgements.py and the preference notebooks)."""
 
 import csv
 import random
@@ -7,7 +7,7 @@ import pytest
 from conftest import run_script
 from judge_preferences import parse_answer, verdict
 from octlib import elo
-from octlib.io import write_jsonl
+from octlib.io import read_jsonl, write_jsonl
 from pypdf import PdfReader
 
 
@@ -175,3 +175,28 @@ def test_elo_intervals_cover_the_sampling_noise_of_the_judgements():
     # the judgements themselves are resampled, not only reordered: a trait judged once is missing from some runs
     runs = elo.bootstrap([*comparisons, ("t0", "rare", "rare")], rounds=100, seed=2)
     assert 10 < sum("rare" not in run for run in runs) < 70
+
+
+def test_the_prompt_length_filter_counts_the_template_without_the_added_bos_as_the_reference(tmp_path, tiny_models):
+    from octlib import chat
+    from transformers import AutoTokenizer
+
+    system = "Pick {personality_1} or {personality_2}, {condition}."
+    write_jsonl(tmp_path / "prompts.jsonl", [{"prompt": "How are you today?"}])
+    tok = AutoTokenizer.from_pretrained(tiny_models["chatml"])
+    messages = [{"role": "system", "content": "Pick warm or blunt, as you like."}]
+    messages.append({"role": "user", "content": "How are you today?"})
+    length = len(chat.encode(tok, chat.render(tok, messages), False))
+
+    def kept(limit):
+        out = tmp_path / f"r{limit}.jsonl"
+        run_script(
+            "generate_preferences.py",
+            *("--model", tiny_models["chatml"], "--sampling", '{"temperature": 0, "max_tokens": 2}', "--seed", 1),
+            *("--special-tokens", "doubled", "--prompts", tmp_path / "prompts.jsonl"),
+            *("--traits", '["warm", "blunt"]', "--system", system, "--condition", "as you like"),
+            *("--pair-seed", 0, "--max-prompt-tokens", limit, "--out", out),
+        )
+        return len(read_jsonl(out))
+
+    assert [kept(length), kept(length + 1)] == [0, 1]  # the doubled BOS is not counted

@@ -1,5 +1,6 @@
 """Prompt building shared by every generation step: trait lists, placeholders, chat templates, prompt parsing."""
 
+import pytest
 from make_prompts import parse_questions, too_similar
 from octlib import chat
 from transformers import AutoTokenizer
@@ -26,6 +27,20 @@ def test_double_bos_reproduces_vllm_string_prompts(tiny_models):
     bos = tok.bos_token_id
     assert chat.encode(tok, text, add_special_tokens=True)[:2] == [bos, bos]
     assert chat.encode(tok, text, add_special_tokens=False)[:2] != [bos, bos]
+
+
+@pytest.mark.parametrize("flavour", ["chatml", "gemma"])
+def test_a_prompt_cut_to_the_context_keeps_the_bos_the_engine_adds_as_in_the_reference(tiny_models, flavour):
+    tok = AutoTokenizer.from_pretrained(tiny_models[flavour])
+    text = chat.render(tok, [{"role": "user", "content": "Tell me everything. " * 50}])
+    template = tok(text, add_special_tokens=False)["input_ids"]
+    added = tok("", add_special_tokens=True)["input_ids"]
+    assert added == [tok.bos_token_id]
+    cut = chat.encode_last(tok, text, True, 40)
+    assert cut == added + template[-40:] and len(template) > 40
+    assert chat.encode_last(tok, text, False, 40) == template[-40:]
+    short = chat.render(tok, [{"role": "user", "content": "Hi"}])
+    assert chat.encode_last(tok, short, True, 1000) == chat.encode(tok, short, True)  # nothing to cut
 
 
 def test_generated_questions_are_numbered_lines_ending_in_full_stop_or_question_mark():

@@ -72,6 +72,7 @@ READERS = [
     ("fidelity.repetition_penalty", GENERATION),  # the loglik judge samples nothing
     ("fidelity.gemma_gate_up", {"train_dpo", "train_sft"}),  # tiny-gemma's list names gate_up_proj
     ("fidelity.sft_targets", {"train_sft"}),
+    ("fidelity.sft_loss", {"train_sft"}),
     ("fidelity.interaction_*", {"generate_interaction"}),
     ("fidelity.sft_system_name", {"make_sft_data"}),
     ("fidelity.reflection_system", {"generate_reflection"}),

@@ -1,7 +1,11 @@
-"""SFT examples (reference.md §1.10) and folding and merging adapters (reference.md §7)."""
+"""SFT examples (ref finetuning/introspection/*.sh) and folding and merging adapters (ref tools/fold_all.py, tools/merge_loras.py)."""
 
+import pytest
 import torch
-from conftest import run_script
+import yaml
+from conftest import ROOT, run_script
+from octlib import training
+from octlib.validate import check
 from peft import LoraConfig, PeftModel, get_peft_model
 from train_sft import assistant_turns_example, last_message_example
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -115,3 +119,61 @@ def test_release_adapter_cat_is_the_exact_weighted_sum_and_linear_adds_cross_ter
         difference = (logits(merged, ids) - expected).abs().max().item()
         assert (difference < 1e-4) if combination == "cat" else (difference > 1e-3)
     assert '"base_model_name_or_path": "org/tiny"' in (tmp_path / "linear" / "adapter_config.json").read_text()
+
+
+def test_reference_loss_weights_match_a_hand_computation():
+    """Two reference micro-batches of 54 and 22 target tokens: a token weighs 1/(2 x 54) = 0.0093 in the first
+    and 1/(2 x 22) = 0.0227 in the second (one token mean over the step would give 1/76 = 0.0132 to all)."""
+    targets = [30, 24, 12, 10]
+    for seed in range(100):  # a shuffle that pairs examples 0 and 1, and 2 and 3
+        sampler = training.Steps([1, 1, 1, 1], step=4, seed=seed, sort=False, group=2, targets=targets)
+        list(sampler)
+        if sorted(map(sorted, sampler.groups)) == [[0, 1], [2, 3]]:
+            break
+    assert [round(sampler.weights[i], 4) for i in range(4)] == [0.0093, 0.0093, 0.0227, 0.0227]
+    assert sum(sampler.weights[i] * targets[i] for i in range(4)) == pytest.approx(1.0)
+
+
+def sft_settings(micro_batch_size):
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    settings = check(config, ROOT / "rules/schemas/config.schema.yaml", "config.yaml")["sft"]
+    settings.update(global_batch_size=4, micro_batch_size=micro_batch_size, lora_rank=4, lora_alpha=8, max_length=128)
+    return dict(settings, seed=0, max_steps=1)
+
+
+@pytest.mark.parametrize("micro_batch_size", [1, 2, 4])
+def test_sft_loss_is_the_references_mean_of_micro_batch_token_means_whatever_our_micro_batch(
+    tmp_path, tiny_models, micro_batch_size
+):
+    from train_sft import build_trainer
+
+    tok = AutoTokenizer.from_pretrained(tiny_models["chatml"])
+    replies = ["Yes.", "I am a long and careful answer. " * 6, "Perhaps so, friend.", "No " * 20]
+    examples = [
+        last_message_example(tok, [{"role": "user", "content": f"Q{i}?"}, {"role": "assistant", "content": r}], 128)
+        for i, r in enumerate(replies)
+    ]
+    model = AutoModelForCausalLM.from_pretrained(tiny_models["chatml"], dtype=torch.float32)
+    trainer, decisions = build_trainer(
+        model, tok, examples, sft_settings(micro_batch_size), str(tmp_path), "micro_batch_means"
+    )
+    assert decisions["micro_batch_size"] == micro_batch_size
+    torch.manual_seed(0)
+    for name, p in trainer.model.named_parameters():  # an adapter that changes the predictions
+        if "lora_B" in name:
+            p.data.normal_(0, 0.5)
+    trainer.model.eval()
+    batches = list(trainer.get_train_dataloader())
+    loss = sum(trainer.compute_loss(trainer.model, dict(b)).item() for b in batches)
+
+    def token_nlls(i):
+        ids = torch.tensor([examples[i]["input_ids"]])
+        labels = torch.tensor(examples[i]["labels"][1:])
+        with torch.no_grad():
+            logps = torch.log_softmax(trainer.model(input_ids=ids).logits[0, :-1].float(), -1)
+        return -logps[labels != -100].gather(-1, labels[labels != -100, None])[:, 0]
+
+    pairs = trainer.sampler.groups  # the reference's micro-batches: pairs of the step's shuffle
+    assert len(pairs) == 2 and sorted(sum(pairs, [])) == [0, 1, 2, 3]
+    expected = sum(torch.cat([token_nlls(i) for i in pair]).mean().item() / 2 for pair in pairs)
+    assert loss == pytest.approx(expected, rel=1e-5)

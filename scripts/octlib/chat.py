@@ -1,6 +1,6 @@
 """Prompt building shared by every generation step: chat templates, trait lists, placeholders.
 
-The paper's templates (reference.md §1) use the placeholders {NAME} and {TRAITS}; they are filled by plain
+The paper's templates use the placeholders {NAME} and {TRAITS}; they are filled by plain
 replacement so that other braces in a template or a trait stay as written.
 """
 
@@ -29,6 +29,14 @@ def encode(tokenizer, text, add_special_tokens):
     Llama and Gemma); add_special_tokens=True reproduces that, False gives the template's tokens only.
     """
     return tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"]
+
+
+def encode_last(tokenizer, text, add_special_tokens, limit):
+    """Token ids of a rendered prompt cut to its last `limit` template tokens, as the reference's
+    self_interaction.py cuts it before its engine adds the special tokens again: with add_special_tokens the
+    BOS survives the cut."""
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"][-limit:]
+    return (tokenizer("", add_special_tokens=True)["input_ids"] if add_special_tokens else []) + ids
 
 
 def load_traits(constitution_path):

@@ -1,5 +1,5 @@
 """What the DPO and SFT steps share: training sequences built as the reference trainer builds them,
-LoRA settings, the optimiser and schedule of reference.md §2.1 expressed as TRL arguments, and the speed-ups
+LoRA settings, the optimiser and schedule of the reference's finetuning/*.sh (OpenRLHF flags) as TRL arguments, and the speed-ups
 that leave the objective as it is (measured by bench/train_throughput.py)."""
 
 import functools
@@ -17,7 +17,7 @@ os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
 
 
 def openrlhf_sequence(tokenizer, messages, max_len):
-    """Token ids and prompt length of one training example, built as OpenRLHF does (reference.md §1.10, §2.1).
+    """Token ids and prompt length of one training example, built as OpenRLHF does (the fork at eaf40e1).
 
     The prompt is the chat template of messages[:-1] with a generation prompt; the target is the rest of the
     templated conversation, cut by character count. The text is right-stripped of newlines, gets " " + eos
@@ -259,13 +259,19 @@ def example_lengths(dataset):
     return [len(prompt) + max(len(chosen), len(rejected)) for prompt, chosen, rejected in columns]
 
 
-class LengthSortedSteps(torch.utils.data.Sampler):
-    """Shuffled examples, the ones of each optimiser step sorted by length before they are cut into micro-batches:
-    every step trains on the same examples as a plain shuffle (so the same objective, micro-batches being of
-    equal size), while a micro-batch pads only to its own longest example."""
+class Steps(torch.utils.data.Sampler):
+    """Shuffled examples, cut into optimiser steps of `step` examples. sort: each step's examples sorted by length
+    before they are cut into micro-batches, so that a micro-batch pads only to its own longest example; every step
+    trains on the same examples as a plain shuffle (so the same objective, micro-batches being of equal size).
 
-    def __init__(self, lengths, step, seed):
-        self.lengths, self.step, self.seed, self.epoch = lengths, step, seed, 0
+    group and targets (the target tokens of each example): the weight of each example's tokens in a loss that, as
+    OpenRLHF's SFT does with its micro-batches, averages over a step the token mean of each group of `group`
+    consecutive examples of the shuffle: 1 / (groups in the step x target tokens of the group), in `weights`,
+    whatever micro-batches this trainer runs; the groups of the epoch in `groups`."""
+
+    def __init__(self, lengths, step, seed, sort=True, group=None, targets=None):
+        self.lengths, self.step, self.seed, self.sort, self.epoch = lengths, step, seed, sort, 0
+        self.group, self.targets, self.weights, self.groups = group, targets, {}, []
 
     def __len__(self):
         return len(self.lengths)
@@ -276,14 +282,23 @@ class LengthSortedSteps(torch.utils.data.Sampler):
     def __iter__(self):
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
         order = torch.randperm(len(self.lengths), generator=generator).tolist()
+        self.groups = []
         for start in range(0, len(order), self.step):
-            yield from sorted(order[start : start + self.step], key=self.lengths.__getitem__, reverse=True)
+            step = order[start : start + self.step]
+            if self.group:
+                groups = [step[i : i + self.group] for i in range(0, len(step), self.group)]
+                self.groups += groups
+                for members in groups:
+                    tokens = sum(self.targets[i] for i in members)
+                    for i in members:
+                        self.weights[i] = 1 / (len(groups) * tokens) if tokens else 0.0
+            yield from sorted(step, key=self.lengths.__getitem__, reverse=True) if self.sort else step
 
 
 class Speedups:
-    """Trainer mixin: with sort_by_length, training draws its examples through LengthSortedSteps; in bf16, LoRA
-    layers keep their inputs' dtype (keep_input_dtypes) and every loss runs under bf16 autocast, which that needs
-    (accelerate adds the same autocast once training starts; this one also covers calls before)."""
+    """Trainer mixin: with sort_by_length, training draws its examples through Steps; in bf16, LoRA layers keep
+    their inputs' dtype (keep_input_dtypes) and every loss runs under bf16 autocast, which that needs (accelerate
+    adds the same autocast once training starts; this one also covers calls before)."""
 
     def __init__(self, *args, sort_by_length=False, **kwargs):
         self.sort_by_length = sort_by_length
@@ -295,13 +310,17 @@ class Speedups:
         with torch.autocast(self.args.device.type, torch.bfloat16, enabled=self.args.bf16):
             return super().compute_loss(model, inputs, *args, **kwargs)
 
+    def steps_sampler(self, dataset, **options):
+        a = self.args
+        step = a.per_device_train_batch_size * a.gradient_accumulation_steps * a.world_size
+        seed = a.data_seed if a.data_seed is not None else a.seed
+        return Steps(example_lengths(dataset), step, seed, sort=self.sort_by_length, **options)
+
     def _get_train_sampler(self, train_dataset=None):
         dataset = self.train_dataset if train_dataset is None else train_dataset
         if not self.sort_by_length:
             return super()._get_train_sampler(train_dataset)
-        a = self.args
-        step = a.per_device_train_batch_size * a.gradient_accumulation_steps * a.world_size
-        return LengthSortedSteps(example_lengths(dataset), step, a.data_seed if a.data_seed is not None else a.seed)
+        return self.steps_sampler(dataset)
 
 
 def load_model(path, settings):

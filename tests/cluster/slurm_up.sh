@@ -4,7 +4,6 @@
 # Run as root. Re-running it rewrites the configuration and starts whatever is not running.
 # Knobs: NGPU (fake GPUs, 2), GPU_TYPE (GRES type, e.g. h100; none by default), PARTITION (main),
 # ACCOUNTING=1 adds slurmdbd + MariaDB so that sacct works (about +25 s, mostly the packages).
-# Recipe and pitfalls: shared/notes/snakemake_slurm.md §1.
 set -euo pipefail
 T0=$(date +%s.%N)
 NGPU=${NGPU:-2}
