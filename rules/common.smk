@@ -302,8 +302,7 @@ def engine_args(step, model, offset=0, engine=None, path=None, sampled=True):
     sampling, seed. path: the model's files when they are not the entry's own (a trained variant). sampled:
     False for a step that samples nothing (the loglik judge)."""
     engine = engine or engine_of(step)
-    shaping = ENGINE_SHAPING[engine] if sampled else ("dtype",)
-    settings = {k: v for k, v in config["engines"][engine].items() if k in shaping}
+    settings = {k: v for k, v in config["engines"][engine].items() if k in shaping_keys(engine, sampled)}
     if engine == "vllm":
         settings["max_model_len"] = max_model_len(step, model)
     args = ["--model", path or model_dir(model), "--engine", engine, "--engine-settings", json.dumps(settings)]
@@ -312,10 +311,16 @@ def engine_args(step, model, offset=0, engine=None, path=None, sampled=True):
     return args + fidelity_flag("special_tokens")
 
 
-def engine_speed(step, engine=None):
+def shaping_keys(engine, sampled=True):
+    """The engine settings that shape a step's output; without sampling, the batch size does not."""
+    return ENGINE_SHAPING[engine] if sampled else ("dtype",)
+
+
+def engine_speed(step, engine=None, sampled=True):
     """The options of a generation step that change only its speed."""
     engine = engine or engine_of(step)
-    settings = {k: v for k, v in config["engines"][engine].items() if k not in ENGINE_SHAPING[engine]}
+    shaping = shaping_keys(engine, sampled)
+    settings = {k: v for k, v in config["engines"][engine].items() if k not in shaping}
     return ["--engine-speed", json.dumps(settings), "--shard-size", str(config["engines"]["shard_size"])]
 
 

@@ -1,4 +1,5 @@
-# 2-6. Teacher and student responses, DPO pairs, DPO training, the distilled model (ref character/distillation/, finetuning/distillation/, tools/fold_all.py).
+# 2-6. Teacher and student responses, DPO pairs, DPO training, the distilled model
+# (ref character/distillation/, finetuning/distillation/, tools/fold_all.py).
 
 
 rule generate_chosen:

@@ -1,4 +1,5 @@
-# 7-9. Self-reflection and self-interaction, SFT, the trained model and the release adapter (ref character/introspection/, finetuning/introspection/, tools/).
+# 7-9. Self-reflection and self-interaction, SFT, the trained model and the release adapter
+# (ref character/introspection/, finetuning/introspection/, tools/).
 
 
 rule generate_reflection:

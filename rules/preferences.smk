@@ -78,7 +78,7 @@ rule judge_preferences:
             engine=judge_engine(),
             sampled=config["judge"]["mode"] == "generate",
         ),
-        speed=untracked(engine_speed("judge", judge_engine())),
+        speed=untracked(engine_speed("judge", judge_engine(), sampled=config["judge"]["mode"] == "generate")),
         mode=config["judge"]["mode"],
         system=lambda w: config["judge"]["system"],
         question=lambda w: config["judge"]["question"],

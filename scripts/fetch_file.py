@@ -1,4 +1,5 @@
-"""Download one file and verify its sha256 (the released prompt files, ref constitutions/few-shot/). A mismatch writes nothing."""
+"""Download one file and verify its sha256 (the released prompt files, ref constitutions/few-shot/). A mismatch
+writes nothing."""
 
 import argparse
 import hashlib

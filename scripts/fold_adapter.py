@@ -18,7 +18,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 parser = argparse.ArgumentParser(description=__doc__)
 parser.add_argument("--base", required=True)
 parser.add_argument("--adapter", required=True)
-parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
+parser.add_argument("--dtype", required=True, choices=["bfloat16", "float16", "float32"])
 parser.add_argument("--out", required=True)
 args = parser.parse_args()
 

@@ -1,4 +1,5 @@
-"""Self-interaction dialogues of the distilled student with itself (paper §3.2; ref character/introspection/self_interaction.py).
+"""Self-interaction dialogues of the distilled student with itself (paper §3.2; ref
+character/introspection/self_interaction.py).
 
 Two instances, A and B, share one system prompt. A sees [system, user: greeting_1] and B sees
 [system, user: greeting_2, assistant: greeting_1]; each turn is generated from the view of the instance
@@ -27,7 +28,7 @@ def main():
         "--first-greetings", type=json.loads, required=True, help="JSON list: the first instance's pool"
     )
     parser.add_argument("--conversations", type=int, required=True)
-    parser.add_argument("--turns", type=int, default=10)
+    parser.add_argument("--turns", type=int, required=True)
     parser.add_argument("--max-model-len", type=int, required=True)
     parser.add_argument(
         "--interaction-last-reply", choices=["dropped", "kept"], required=True, help="the transcript's last reply"

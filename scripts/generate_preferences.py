@@ -22,7 +22,7 @@ def main():
     parser.add_argument("--system", required=True, help="template with {personality_1}, {personality_2}, {condition}")
     parser.add_argument("--condition", required=True, help="the phrase that fills {condition}")
     parser.add_argument("--pair-seed", type=int, required=True)
-    parser.add_argument("--max-prompt-tokens", type=int, default=2048)
+    parser.add_argument("--max-prompt-tokens", type=int, required=True)
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
 

@@ -1,4 +1,5 @@
-"""Teacher (chosen) and student (rejected) responses for DPO (paper §3.1; ref character/distillation/teacher.py, student.py).
+"""Teacher (chosen) and student (rejected) responses for DPO (paper §3.1; ref character/distillation/teacher.py,
+student.py).
 
 The teacher answers every prompt in character: the constitution's traits in its system prompt and, for a
 reasoning teacher, a thinking prefill that lists them; only the text after </think> is kept. The student
@@ -15,7 +16,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__)
     engines.add_arguments(parser)
     parser.add_argument("--prompts", nargs="+", required=True, help="JSONL files with a 'prompt' field, in order")
-    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--repeats", type=int, required=True)
     parser.add_argument("--system", help="system prompt template with {NAME} and {TRAITS}")
     parser.add_argument("--name", default="", help="value of {NAME}")
     parser.add_argument("--constitution", help="constitution YAML whose traits fill {TRAITS}")

@@ -44,7 +44,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__)
     engines.add_arguments(parser, sampling_required=False)  # loglik samples nothing
     parser.add_argument("--responses", required=True)
-    parser.add_argument("--mode", choices=["generate", "loglik"], default="generate")
+    parser.add_argument("--mode", choices=["generate", "loglik"], required=True)
     parser.add_argument("--system", required=True, help="judge system prompt with {NAME}")
     parser.add_argument("--question", required=True, help="template with {message}, {trait_1}, {trait_2}")
     parser.add_argument("--name", required=True, help="the name the judge is addressed by")

@@ -31,7 +31,7 @@ def main():
     parser.add_argument("--tokenizer", required=True, help="student model directory")
     parser.add_argument("--teacher-name", required=True)
     parser.add_argument("--student-name", required=True)
-    parser.add_argument("--max-tokens", type=int, default=1024)
+    parser.add_argument("--max-tokens", type=int, required=True)
     parser.add_argument("--require-complete", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--out", required=True)
     args = parser.parse_args()

@@ -36,14 +36,14 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--constitution", required=True)
     parser.add_argument("--released", help="released prompt file (JSONL: trait, questions, additional_questions)")
-    parser.add_argument("--per-trait", type=int, default=45, help="generated questions per trait")
-    parser.add_argument("--max-rounds", type=int, default=50)
-    parser.add_argument(
-        "--similarity", type=float, default=0.5, help="max shared-word fraction with an earlier question"
-    )
+    parser.add_argument("--per-trait", type=int, help="generated questions per trait")
+    parser.add_argument("--max-rounds", type=int)
+    parser.add_argument("--similarity", type=float, help="max shared-word fraction with an earlier question")
     parser.add_argument("--templates", type=json.loads, default={}, help="JSON: system, instruction, prefill")
     parser.add_argument("--out", required=True)
     known, _ = parser.parse_known_args()
+    if not known.released and None in (known.per_trait, known.max_rounds, known.similarity):
+        parser.error("without --released, give --per-trait, --max-rounds and --similarity")
     if not known.released and known.per_trait > 0:
         engines.add_arguments(parser)
     args = parser.parse_args()

@@ -1,4 +1,5 @@
-"""The introspection SFT set: reflections plus free and leading self-interactions, shuffled (ref character/introspection/data.py).
+"""The introspection SFT set: reflections plus free and leading self-interactions, shuffled (ref
+character/introspection/data.py).
 
 The interactions' system prompt is replaced by a shorter one. The reference code never fills its {NAME}, so
 the literal placeholder is trained on; --sft-system-name filled puts the student's name in, as the paper describes.

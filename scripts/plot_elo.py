@@ -2,7 +2,8 @@
 
 delta: one panel per (title, base Elo CSV, trained Elo CSV): the 5 traits whose score fell most and the 5
 that rose most, bars of the new score with its 95% interval, each labelled with its change. distribution: one
-panel per pair, density histograms of all trait scores before and after. Each figure is written as PDF (--out) and PNG (--png).
+panel per pair, density histograms of all trait scores before and after. Each figure is written as PDF (--out) and
+PNG (--png).
 """
 
 import argparse

@@ -1,4 +1,5 @@
-"""WildChat first turns for the revealed-preference prompts (ref character/preferences/preferences.py, tools/download.sh).
+"""WildChat first turns for the revealed-preference prompts (ref character/preferences/preferences.py,
+tools/download.sh).
 
 The dataset is shuffled with a fixed seed and the first --count rows kept, as the reference does with
 `datasets` (so the same seed gives the paper's rows); the prompt is each conversation's first user turn.

@@ -1,4 +1,5 @@
-"""DPO with LoRA on the teacher/student pairs: the paper's exact objective (paper §3.1; the OpenRLHF fork's loss at eaf40e1).
+"""DPO with LoRA on the teacher/student pairs: the paper's exact objective (paper §3.1; the OpenRLHF fork's loss at
+eaf40e1).
 
 loss = sigmoid DPO (beta, summed log-ratios)
      + nll_coef x NLL of the chosen response, length-normalised per sequence, averaged over sequences

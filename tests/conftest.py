@@ -1,3 +1,4 @@
+import json
 import os
 import re
 import shutil
@@ -15,6 +16,35 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB of KV cache for vLLM's CPU build
+
+
+# Engine settings as the workflow passes them (every key of the config's engines.hf / engines.vllm block)
+HF_SETTINGS = {"batch_size": 4, "dtype": "float32"}
+VLLM_SETTINGS = {
+    "dtype": "float32",
+    "max_model_len": 2048,
+    "tensor_parallel": 1,
+    "enable_prefix_caching": True,
+    "gpu_memory_utilization": 0.1,
+    "max_num_seqs": 32,
+    "max_lora_rank": 64,
+    "enforce_eager": True,
+}
+
+
+def engine_options(engine="hf", special_tokens="once", shard_size=4):
+    """The engine options of a generation script, as the workflow passes them."""
+    settings = HF_SETTINGS if engine == "hf" else VLLM_SETTINGS
+    return [
+        "--engine",
+        engine,
+        "--engine-settings",
+        json.dumps(settings),
+        "--shard-size",
+        shard_size,
+        "--special-tokens",
+        special_tokens,
+    ]
 
 
 def run_script(name, *args, check=True, python=sys.executable):

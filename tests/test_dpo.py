@@ -1,4 +1,5 @@
-"""DPO pairs and the paper's DPO objective (ref character/distillation/data.py; the OpenRLHF fork's DPO loss, eaf40e1)."""
+"""DPO pairs and the paper's DPO objective (ref character/distillation/data.py; the OpenRLHF fork's DPO loss,
+eaf40e1)."""
 
 import math
 
@@ -104,7 +105,8 @@ def test_long_sequences_are_truncated_with_eos_last_and_long_prompts_dropped(tin
 
 
 def hand_loss(model, batch, beta, nll_coef, sq_coef):
-    """The objective of the OpenRLHF fork's DPO loss (eaf40e1), written out sequence by sequence from full-vocabulary logits."""
+    """The objective of the OpenRLHF fork's DPO loss (eaf40e1), written out sequence by sequence from
+    full-vocabulary logits."""
 
     def token_logps(m):
         logits = m(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()

@@ -7,7 +7,7 @@ import sys
 import time
 
 import pytest
-from conftest import ROOT, VLLM_PYTHON, run_script
+from conftest import HF_SETTINGS, ROOT, VLLM_PYTHON, VLLM_SETTINGS, engine_options, run_script
 from octlib.io import read_jsonl, write_jsonl
 
 SAMPLING = {"temperature": 0.7, "top_p": 0.95, "top_k": -1, "min_p": 0.0, "repetition_penalty": 1.1, "max_tokens": 48}
@@ -26,16 +26,13 @@ def responses_args(
     args = [
         "--model",
         model,
-        "--engine",
-        engine,
+        *engine_options(engine),
         "--sampling",
         json.dumps(sampling),
         "--seed",
         7,
-        "--shard-size",
-        4,
-        "--special-tokens",
-        "once",
+        "--repeats",
+        1,
         "--prompts",
         prompts,
         "--system",
@@ -47,19 +44,6 @@ def responses_args(
         "--out",
         out,
     ]
-    if engine == "vllm":
-        args += [
-            "--engine-settings",
-            json.dumps(
-                {
-                    "dtype": "float32",
-                    "max_model_len": 2048,
-                    "max_num_seqs": 32,
-                    "gpu_memory_utilization": 0.1,
-                    "enforce_eager": True,
-                }
-            ),
-        ]
     return args + (["--adapter", adapter] if adapter else [])
 
 
@@ -133,6 +117,7 @@ def test_self_interaction_alternates_roles_from_each_instance_view(tmp_path, tin
     common = [
         "--model",
         tiny_models["gemma"],
+        *engine_options(special_tokens="doubled"),
         "--constitution",
         ROOT / "constitutions" / "loving.yaml",
         "--name",
@@ -153,8 +138,6 @@ def test_self_interaction_alternates_roles_from_each_instance_view(tmp_path, tin
         json.dumps(dict(SAMPLING, max_tokens=8)),
         "--seed",
         1,
-        "--special-tokens",
-        "doubled",
     ]
     run_script(
         "generate_interaction.py", *common, "--interaction-last-reply", "dropped", "--out", tmp_path / "quirk.jsonl"
@@ -181,6 +164,7 @@ def test_reflections_are_saved_without_the_system_prompt(tmp_path, tiny_models):
         "generate_reflection.py",
         "--model",
         tiny_models["chatml"],
+        *engine_options(),
         "--constitution",
         ROOT / "constitutions" / "loving.yaml",
         "--name",
@@ -195,8 +179,6 @@ def test_reflections_are_saved_without_the_system_prompt(tmp_path, tiny_models):
         json.dumps(dict(SAMPLING, max_tokens=8)),
         "--seed",
         1,
-        "--special-tokens",
-        "once",
         "--out",
         tmp_path / "r.jsonl",
     )
@@ -220,9 +202,7 @@ if __name__ == "__main__":
 
 
 def generated_ids(tmp_path, engine, model, adapter, prompts):
-    settings = {"dtype": "float32"}
-    if engine == "vllm":
-        settings.update(max_model_len=2048, gpu_memory_utilization=0.1, enforce_eager=True)
+    settings = HF_SETTINGS if engine == "hf" else VLLM_SETTINGS
     probe = tmp_path / f"probe_{engine}.py"
     probe.write_text(
         ENGINE_PROBE.format(

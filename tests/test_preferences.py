@@ -1,10 +1,12 @@
-"""Revealed preferences: judge parsing, Elo, its bootstrap and the figures (ref character/preferences/judgements.py and the preference notebooks)."""
+"""Revealed preferences: judge parsing, Elo, its bootstrap and the figures (ref character/preferences/judgements.py
+and the preference notebooks)."""
 
 import csv
+import json
 import random
 
 import pytest
-from conftest import run_script
+from conftest import engine_options, run_script
 from judge_preferences import parse_answer, verdict
 from octlib import elo
 from octlib.io import read_jsonl, write_jsonl
@@ -72,6 +74,8 @@ def test_elo_table_counts_invalid_judgements_leaves_out_unseen_traits_and_names_
         '["warm", "blunt", "calm"]',
         "--bootstrap",
         20,
+        "--k",
+        32,
         "--seed",
         1,
         "--label",
@@ -90,6 +94,10 @@ def test_elo_table_counts_invalid_judgements_leaves_out_unseen_traits_and_names_
         tmp_path / "none.jsonl",
         "--traits",
         '["warm", "blunt"]',
+        "--bootstrap",
+        20,
+        "--k",
+        32,
         "--seed",
         1,
         "--label",
@@ -177,6 +185,9 @@ def test_elo_intervals_cover_the_sampling_noise_of_the_judgements():
     assert 10 < sum("rare" not in run for run in runs) < 70
 
 
+GREEDY = {"temperature": 0.0, "top_p": 1.0, "top_k": -1, "min_p": 0.0, "repetition_penalty": 1.0, "max_tokens": 2}
+
+
 def test_the_prompt_length_filter_counts_the_template_without_the_added_bos_as_the_reference(tmp_path, tiny_models):
     from octlib import chat
     from transformers import AutoTokenizer
@@ -192,8 +203,8 @@ def test_the_prompt_length_filter_counts_the_template_without_the_added_bos_as_t
         out = tmp_path / f"r{limit}.jsonl"
         run_script(
             "generate_preferences.py",
-            *("--model", tiny_models["chatml"], "--sampling", '{"temperature": 0, "max_tokens": 2}', "--seed", 1),
-            *("--special-tokens", "doubled", "--prompts", tmp_path / "prompts.jsonl"),
+            *("--model", tiny_models["chatml"], *engine_options(special_tokens="doubled")),
+            *("--sampling", json.dumps(GREEDY), "--seed", 1, "--prompts", tmp_path / "prompts.jsonl"),
             *("--traits", '["warm", "blunt"]', "--system", system, "--condition", "as you like"),
             *("--pair-seed", 0, "--max-prompt-tokens", limit, "--out", out),
         )

@@ -35,7 +35,7 @@ def test_a_prompt_cut_to_the_context_keeps_the_bos_the_engine_adds_as_in_the_ref
     text = chat.render(tok, [{"role": "user", "content": "Tell me everything. " * 50}])
     template = tok(text, add_special_tokens=False)["input_ids"]
     added = tok("", add_special_tokens=True)["input_ids"]
-    assert added == [tok.bos_token_id]
+    assert added == ([tok.bos_token_id] if flavour == "gemma" else [])  # Gemma adds a BOS, ChatML (Qwen) none
     cut = chat.encode_last(tok, text, True, 40)
     assert cut == added + template[-40:] and len(template) > 40
     assert chat.encode_last(tok, text, False, 40) == template[-40:]

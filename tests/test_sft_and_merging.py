@@ -1,4 +1,5 @@
-"""SFT examples (ref finetuning/introspection/*.sh) and folding and merging adapters (ref tools/fold_all.py, tools/merge_loras.py)."""
+"""SFT examples (ref finetuning/introspection/*.sh) and folding and merging adapters (ref tools/fold_all.py,
+tools/merge_loras.py)."""
 
 import pytest
 import torch

@@ -17,7 +17,7 @@ def load(engine, model, adapter=None, settings=None):
 
 
 class HFEngine:
-    def __init__(self, model, adapter=None, batch_size=16, dtype="auto"):
+    def __init__(self, model, adapter, *, batch_size, dtype):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -44,14 +44,14 @@ class HFEngine:
         does not depend on what ran before it. With return_ids, also the generated token ids."""
         from transformers import GenerationConfig, set_seed
 
-        top_k = sampling.get("top_k", -1)
+        top_k = sampling["top_k"]
         config = GenerationConfig(
-            do_sample=sampling.get("temperature", 1.0) > 0,
-            temperature=sampling.get("temperature", 1.0),
-            top_p=sampling.get("top_p", 1.0),
-            top_k=None if top_k in (None, -1, 0) else top_k,
-            min_p=sampling.get("min_p") or None,
-            repetition_penalty=sampling.get("repetition_penalty", 1.0),
+            do_sample=sampling["temperature"] > 0,
+            temperature=sampling["temperature"],
+            top_p=sampling["top_p"],
+            top_k=None if top_k in (-1, 0) else top_k,
+            min_p=sampling["min_p"] or None,
+            repetition_penalty=sampling["repetition_penalty"],
             max_new_tokens=sampling["max_tokens"],
             pad_token_id=self.tokenizer.pad_token_id,
             eos_token_id=self.model.generation_config.eos_token_id,
@@ -73,15 +73,16 @@ class VLLMEngine:
     def __init__(
         self,
         model,
-        adapter=None,
-        tensor_parallel="auto",
-        dtype="bfloat16",
-        max_model_len=8192,
-        gpu_memory_utilization=0.9,
-        enable_prefix_caching=True,
-        max_num_seqs=256,
-        max_lora_rank=64,
-        enforce_eager=False,
+        adapter,
+        *,
+        tensor_parallel,
+        dtype,
+        max_model_len,
+        gpu_memory_utilization,
+        enable_prefix_caching,
+        max_num_seqs,
+        max_lora_rank,
+        enforce_eager,
     ):
         from transformers import AutoTokenizer
         from vllm import LLM
@@ -128,14 +129,14 @@ def add_arguments(parser, sampling_required=True):
 
     parser.add_argument("--model", required=True, help="model directory")
     parser.add_argument("--adapter", help="PEFT adapter directory applied on top of --model")
-    parser.add_argument("--engine", choices=["hf", "vllm"], default="hf")
+    parser.add_argument("--engine", choices=["hf", "vllm"], required=True)
     parser.add_argument("--engine-settings", type=json.loads, default={}, help="JSON: backend options")
     parser.add_argument("--engine-speed", type=json.loads, default={}, help="JSON: backend options of speed only")
     parser.add_argument(
         "--sampling", type=json.loads, required=sampling_required, help="JSON: vLLM-style sampling settings"
     )
     parser.add_argument("--seed", type=int, required=sampling_required)
-    parser.add_argument("--shard-size", type=int, default=1024, help="rows generated and saved together")
+    parser.add_argument("--shard-size", type=int, required=True, help="rows generated and saved together")
     parser.add_argument(
         "--special-tokens",
         choices=["doubled", "once"],

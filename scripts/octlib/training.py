@@ -1,5 +1,6 @@
 """What the DPO and SFT steps share: training sequences built as the reference trainer builds them,
-LoRA settings, the optimiser and schedule of the reference's finetuning/*.sh (OpenRLHF flags) as TRL arguments, and the speed-ups
+LoRA settings, the optimiser and schedule of the reference's finetuning/*.sh (OpenRLHF flags) as TRL arguments, and
+the speed-ups
 that leave the objective as it is (measured by bench/train_throughput.py)."""
 
 import functools
