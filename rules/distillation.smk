@@ -46,7 +46,7 @@ rule generate_rejected:
         python=untracked(python_of("rejected")),
     shell:
         "{params.python} scripts/generate_responses.py {params.args:q} {params.speed:q} --prompts {input.chosen}"
-        " --out {output} > {log} 2>&1"
+        " --repeats 1 --out {output} > {log} 2>&1"
 
 
 rule make_dpo_pairs:
