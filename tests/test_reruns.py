@@ -131,6 +131,9 @@ CHANGES = {
     "sft.lora_target_modules": ["q_proj", "v_proj"],
     "cluster.gpu_model": "a100",
     "engines.vllm.tensor_parallel": 2,
+    "resources.train_gpus": 2,  # with a micro-batch that divides the batch of each of the 2 processes
+    "dpo.micro_batch_size": 2,
+    "sft.micro_batch_size": 2,
 }
 
 
@@ -163,7 +166,8 @@ def child(schema, node, key):
 
 
 def settings(schema, config, node=None, path=()):
-    """(path of keys, value or None when absent, schema node) of every leaf, and of absent optional enums."""
+    """(path of keys, value or None when absent, schema node) of every leaf, and of absent optional enums (not
+    the exclusive kind keys of a model entry)."""
     node = resolve(schema, node if node is not None else schema)
     for key, value in config.items():
         sub = child(schema, node, key)
@@ -171,9 +175,10 @@ def settings(schema, config, node=None, path=()):
             yield from settings(schema, value, sub, (*path, key))
         else:
             yield (*path, key), value, sub
+    kinds = {k for option in node.get("oneOf", []) for k in option.get("required", [])}  # exclusive: one is set
     for key, sub in node.get("properties", {}).items():
         sub = resolve(schema, sub)
-        if key not in config and "enum" in sub and "default" not in sub:
+        if key not in config and key not in kinds and "enum" in sub and "default" not in sub:
             yield (*path, key), None, sub
 
 
