@@ -49,8 +49,9 @@ def config_source(layers):
 
 
 def validate_everything():
-    """Every problem of the config and the constitutions, reported together, each naming its file and field."""
-    problems, layers = [], []
+    """Every problem of the config and the constitutions, reported together, each naming its file and field.
+    Returns the constitutions of the personas."""
+    problems, layers, constitutions = [], [], {}
     for name in CONFIG_FILES:
         try:
             layers.append((name, load_yaml(name) or {}))
@@ -88,7 +89,9 @@ def validate_everything():
             problem(["personas", i], f"unknown persona {persona!r}: {path} does not exist")
             continue
         try:
-            constitution = check(load_yaml(path), SCHEMAS / "constitution.schema.yaml", str(path))
+            constitution = constitutions[persona] = check(
+                load_yaml(path), SCHEMAS / "constitution.schema.yaml", str(path)
+            )
         except InputError as e:
             problems.append(str(e))
             continue
@@ -148,14 +151,14 @@ def validate_everything():
         problem(["lima", "path"], f"no such file {lima['path']}")
     if problems:
         stop("\n".join(problems))
+    return constitutions
 
 
 def constitution_path(persona):
     return Path("constitutions") / f"{persona}.yaml"
 
 
-validate_everything()
-CONSTITUTIONS = {p: load_yaml(constitution_path(p)) for p in config["personas"]}
+CONSTITUTIONS = validate_everything()
 
 
 # Jobs use the interpreter and tools of the environment that runs Snakemake, threads are not oversubscribed,

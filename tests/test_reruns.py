@@ -13,7 +13,7 @@ import fnmatch
 import pytest
 import yaml
 from conftest import ROOT, snakemake
-from octlib.validate import check
+from octlib.validate import check, resolve
 
 GENERATION = {
     "make_prompts",
@@ -142,19 +142,6 @@ def merged(base, update):
     for key, value in update.items():
         out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
     return out
-
-
-def resolve(schema, node):
-    """The schema node with $ref and allOf folded in (enough for this schema)."""
-    while "$ref" in node:
-        target = schema
-        for part in node["$ref"].lstrip("#/").split("/"):
-            target = target[part]
-        node = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
-    for sub in node.get("allOf", []):
-        sub = resolve(schema, sub)
-        node = {**sub, **node, "properties": {**sub.get("properties", {}), **node.get("properties", {})}}
-    return node
 
 
 def child(schema, node, key):

@@ -63,17 +63,22 @@ def unexpected(message):
     return re.findall(r"'((?:[^'\\]|\\.)*)'", match.group(1)) if match else []
 
 
-def property_names(root, node):
-    """The keys a schema node allows, through $ref and allOf."""
+def resolve(root, node):
+    """A schema node with its local $ref followed and its allOf subschemas' properties folded in."""
     while "$ref" in node:
         target = root
         for part in node["$ref"].lstrip("#/").split("/"):
             target = target[part]
         node = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
-    names = set(node.get("properties", {}))
     for sub in node.get("allOf", []):
-        names.update(property_names(root, sub))
-    return sorted(names)
+        sub = resolve(root, sub)
+        node = {**sub, **node, "properties": {**sub.get("properties", {}), **node.get("properties", {})}}
+    return node
+
+
+def property_names(root, node):
+    """The keys a schema node allows, through $ref and allOf."""
+    return sorted(resolve(root, node).get("properties", {}))
 
 
 def field(path):
