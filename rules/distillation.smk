@@ -15,6 +15,7 @@ rule generate_chosen:
         "benchmarks/distillation/chosen_{persona}.tsv"
     container:
         generation_image(engine_of("chosen"))
+    threads: job_threads("generate_chosen")
     resources:
         **job_resources("generate_chosen", gpus=config["models"][config["teacher"]]["gpus"]),
     params:
@@ -38,6 +39,7 @@ rule generate_rejected:
         "benchmarks/distillation/rejected_{model}_{persona}.tsv"
     container:
         generation_image(engine_of("rejected"))
+    threads: job_threads("generate_rejected")
     resources:
         **job_resources("generate_rejected", gpus=config["resources"]["student_gpus"]),
     params:
@@ -85,6 +87,7 @@ rule train_dpo:
         "benchmarks/training/dpo_{model}_{persona}.tsv"
     container:
         image("training")
+    threads: job_threads("train_dpo")
     resources:
         **job_resources("train_dpo", gpus=config["resources"]["train_gpus"]),
     params:
@@ -106,6 +109,7 @@ rule fold_dpo:
         "logs/training/fold_dpo_{model}_{persona}.log",
     container:
         image("training")
+    threads: job_threads("fold_dpo")
     resources:
         **job_resources("fold_dpo"),
     params:

@@ -15,6 +15,7 @@ rule generate_reflection:
         "benchmarks/introspection/reflection_{model}_{persona}.tsv"
     container:
         generation_image(engine_of("reflection"))
+    threads: job_threads("generate_reflection")
     resources:
         **job_resources("generate_reflection", gpus=config["resources"]["student_gpus"]),
     params:
@@ -44,6 +45,7 @@ rule generate_interaction:
         "benchmarks/introspection/interaction_{model}_{persona}_{guidance}.tsv"
     container:
         generation_image(engine_of("interaction"))
+    threads: job_threads("generate_interaction")
     resources:
         **job_resources("generate_interaction", gpus=config["resources"]["student_gpus"]),
     params:
@@ -94,6 +96,7 @@ rule train_sft:
         "benchmarks/training/sft_{model}_{persona}.tsv"
     container:
         image("training")
+    threads: job_threads("train_sft")
     resources:
         **job_resources("train_sft", gpus=config["resources"]["train_gpus"]),
     params:
@@ -116,6 +119,7 @@ rule fold_sft:
         "logs/training/fold_sft_{model}_{persona}.log",
     container:
         image("training")
+    threads: job_threads("fold_sft")
     resources:
         **job_resources("fold_sft"),
     params:
@@ -136,6 +140,7 @@ rule merge_release:
         "logs/training/release_{model}_{persona}.log",
     container:
         image("training")
+    threads: job_threads("merge_release")
     resources:
         **job_resources("merge_release"),
     params:

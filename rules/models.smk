@@ -71,3 +71,21 @@ rule prepare_lima:
         **job_resources("prepare_lima"),
     shell:
         "python scripts/prepare_lima.py --source {input} --out {output} > {log} 2>&1"
+
+
+rule convert_gguf:
+    input:
+        lambda w: str(gguf_file(config["models"][w.gguf_model])),
+    output:
+        directory("resources/models/{gguf_model}"),
+    log:
+        "logs/models/convert_{gguf_model}.log",
+    wildcard_constraints:
+        gguf_model=alternatives(models_of_kind("gguf")),
+    container:
+        image("training")
+    threads: job_threads("convert_gguf")
+    resources:
+        **job_resources("convert_gguf"),
+    shell:
+        "python scripts/convert_gguf.py --gguf {input} --dtype float32 --out {output} > {log} 2>&1"

@@ -32,27 +32,29 @@ rule generate_preferences:
         "benchmarks/preferences/responses_{model}_{variant}_{condition}.tsv"
     container:
         generation_image(engine_of("preferences"))
+    threads: job_threads("generate_preferences")
     resources:
         **job_resources("generate_preferences", gpus=config["resources"]["student_gpus"]),
     params:
         args=lambda w: engine_args(
             "preferences",
             w.model,
-            step_seed("preferences", w.model, w.variant, w.condition),
+            step_seed("preferences", w.model, preference_run(w), w.condition),
             path=get_variant_model(w),
         ),
         speed=untracked(engine_speed("preferences")),
         traits=json.dumps(config["preferences"]["traits"]),
         system=lambda w: config["preferences"]["system"],
         condition=lambda w: config["preferences"]["conditions"][w.condition],
-        # fresh pairs per run, as in the reference (there unseeded)
-        pair_seed=lambda w: config["seed"] + step_seed("pairs", w.model, w.variant, w.condition),
+        # fresh pairs per run, as in the reference (there unseeded), unless preferences.paired
+        pair_seed=lambda w: config["seed"] + step_seed("pairs", w.model, preference_run(w), w.condition),
+        pairs_per_prompt=config["preferences"]["pairs_per_prompt"],
         max_prompt_tokens=config["preferences"]["max_prompt_tokens"],
         python=untracked(python_of("preferences")),
     shell:
         "{params.python} scripts/generate_preferences.py {params.args:q} {params.speed:q}"
         " --prompts {input.prompts} --traits {params.traits:q} --system {params.system:q}"
-        " --condition {params.condition:q} --pair-seed {params.pair_seed}"
+        " --condition {params.condition:q} --pair-seed {params.pair_seed} --pairs-per-prompt {params.pairs_per_prompt}"
         " --max-prompt-tokens {params.max_prompt_tokens} --out {output} > {log} 2>&1"
 
 
@@ -68,6 +70,7 @@ rule judge_preferences:
         "benchmarks/preferences/judge_{model}_{variant}_{condition}.tsv"
     container:
         generation_image(judge_engine())
+    threads: job_threads("judge_preferences")
     resources:
         **job_resources("judge_preferences", gpus=config["models"][config["judge"]["model"]]["gpus"]),
     params:

@@ -13,7 +13,8 @@ rule fetch_released_prompts:
     container:
         image("training")
     params:
-        url=lambda w: CONSTITUTIONS[w.persona]["released"]["url"],
+        # the repository carries the paper's files (data/released/): read offline, checked the same way
+        url=lambda w: released_copy(w.persona) or CONSTITUTIONS[w.persona]["released"]["url"],
         sha256=lambda w: CONSTITUTIONS[w.persona]["released"]["sha256"],
     shell:
         "python scripts/fetch_file.py --url {params.url:q} --sha256 {params.sha256} --out {output} > {log} 2>&1"
@@ -31,6 +32,7 @@ rule make_prompts:
         "benchmarks/prompts/{persona}.tsv"
     container:
         generation_image(engine_of("prompts"))
+    threads: job_threads("make_prompts")
     resources:
         **job_resources(
             "make_prompts",

@@ -1,8 +1,9 @@
 """Revealed preferences: the model answers WildChat prompts after being offered two traits (paper §5;
 ref character/preferences/preferences.py).
 
-Each prompt gets a random pair of distinct traits, drawn with --pair-seed (the workflow gives every model,
-variant and condition its own, as the reference's unseeded draws differ between runs). Rows whose templated
+Each prompt gets a random pair of distinct traits (--pairs-per-prompt pairs: the prompt is asked once with each),
+drawn with --pair-seed (by default the workflow gives every model, variant and condition its own, as the
+reference's unseeded draws differ between runs; preferences.paired shares them). Rows whose templated
 prompt (without the special tokens added again) reaches --max-prompt-tokens are dropped.
 """
 
@@ -22,6 +23,7 @@ def main():
     parser.add_argument("--system", required=True, help="template with {personality_1}, {personality_2}, {condition}")
     parser.add_argument("--condition", required=True, help="the phrase that fills {condition}")
     parser.add_argument("--pair-seed", type=int, required=True)
+    parser.add_argument("--pairs-per-prompt", type=int, required=True)
     parser.add_argument("--max-prompt-tokens", type=int, required=True)
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
@@ -29,9 +31,10 @@ def main():
     rng = random.Random(args.pair_seed)
     rows = []
     for row in read_jsonl(args.prompts):
-        first = rng.choice(args.traits)
-        second = rng.choice([t for t in args.traits if t != first])
-        rows.append({"prompt": row["prompt"], "trait_1": first, "trait_2": second})
+        for _ in range(args.pairs_per_prompt):
+            first = rng.choice(args.traits)
+            second = rng.choice([t for t in args.traits if t != first])
+            rows.append({"prompt": row["prompt"], "trait_1": first, "trait_2": second})
 
     engine = engines.from_args(args)
 

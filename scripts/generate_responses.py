@@ -2,11 +2,14 @@
 student.py).
 
 The teacher answers every prompt in character: the constitution's traits in its system prompt and, for a
-reasoning teacher, a thinking prefill that lists them; only the text after </think> is kept. The student
+reasoning teacher, a thinking prefill that lists them; only the text after </think> is kept. A teacher too
+small to follow its system prompt can be given the first words of its answers (--openings, ours, not the
+paper's): answer i continues, and keeps, opening i modulo their number. The student
 answers the same prompts with no system prompt. Prompts are repeated list-major (the whole list, then again).
 """
 
 import argparse
+import json
 
 from octlib import chat, engines
 from octlib.io import fingerprint, read_jsonl, run_sharded
@@ -21,6 +24,7 @@ def main():
     parser.add_argument("--name", default="", help="value of {NAME}")
     parser.add_argument("--constitution", help="constitution YAML whose traits fill {TRAITS}")
     parser.add_argument("--prefill", help="text appended after the generation prompt; {TRAITS} is filled")
+    parser.add_argument("--openings", type=json.loads, default=[], help="JSON list: the first words of answers")
     parser.add_argument("--parse-thinking", action="store_true", help="keep the text after </think>, else null")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
@@ -47,12 +51,15 @@ def main():
             ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": p}]
             for p in chunk
         ]
+        openings = [args.openings[(start + i) % len(args.openings)] if args.openings else "" for i in range(len(chunk))]
         ids = [
-            chat.encode(engine.tokenizer, chat.render(engine.tokenizer, m) + prefill, args.special_tokens == "doubled")
-            for m in messages
+            chat.encode(
+                engine.tokenizer, chat.render(engine.tokenizer, m) + prefill + o, args.special_tokens == "doubled"
+            )
+            for m, o in zip(messages, openings)
         ]
         texts = engine.generate(ids, args.sampling, args.seed + start)
-        return [{"prompt": p, "response": parse(t)} for p, t in zip(chunk, texts)]
+        return [{"prompt": p, "response": parse(o + t)} for p, o, t in zip(chunk, openings, texts)]
 
     rows = run_sharded(args.out, prompts, args.shard_size, work, fingerprint(args))
     invalid = sum(r["response"] is None for r in rows)

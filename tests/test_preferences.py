@@ -4,9 +4,10 @@ and the preference notebooks)."""
 import csv
 import json
 import random
+import re
 
 import pytest
-from conftest import engine_options, run_script
+from conftest import ROOT, copy_workflow, engine_options, run_script, snakemake
 from judge_preferences import parse_answer, verdict
 from octlib import elo
 from octlib.io import read_jsonl, write_jsonl
@@ -206,8 +207,57 @@ def test_the_prompt_length_filter_counts_the_template_without_the_added_bos_as_t
             *("--model", tiny_models["chatml"], *engine_options(special_tokens="doubled")),
             *("--sampling", json.dumps(GREEDY), "--seed", 1, "--prompts", tmp_path / "prompts.jsonl"),
             *("--traits", '["warm", "blunt"]', "--system", system, "--condition", "as you like"),
-            *("--pair-seed", 0, "--max-prompt-tokens", limit, "--out", out),
+            *("--pair-seed", 0, "--pairs-per-prompt", 1, "--max-prompt-tokens", limit, "--out", out),
         )
         return len(read_jsonl(out))
 
     assert [kept(length), kept(length + 1)] == [0, 1]  # the doubled BOS is not counted
+
+
+def test_each_prompt_is_asked_with_its_own_trait_pairs(tmp_path, tiny_models):
+    write_jsonl(tmp_path / "prompts.jsonl", [{"prompt": f"Question {i}?"} for i in range(3)])
+    traits = ["warm", "blunt", "calm", "bold", "shy", "wise"]
+    run_script(
+        "generate_preferences.py",
+        *("--model", tiny_models["chatml"], *engine_options()),
+        *("--sampling", json.dumps(GREEDY), "--seed", 1, "--prompts", tmp_path / "prompts.jsonl"),
+        *("--traits", json.dumps(traits), "--system", "{personality_1} or {personality_2}, {condition}."),
+        *("--condition", "as you like", "--pair-seed", 5, "--pairs-per-prompt", 4),
+        *("--max-prompt-tokens", 2048, "--out", tmp_path / "r.jsonl"),
+    )
+    rows = read_jsonl(tmp_path / "r.jsonl")
+    assert [r["prompt"] for r in rows] == [f"Question {i}?" for i in range(3) for _ in range(4)]
+    assert all(r["trait_1"] != r["trait_2"] and {r["trait_1"], r["trait_2"]} <= set(traits) for r in rows)
+    assert len({(r["trait_1"], r["trait_2"]) for r in rows}) > 4
+
+
+@pytest.mark.parametrize("paired", [False, True])
+def test_paired_runs_give_base_and_trained_the_same_pairs_and_seeds(tmp_path, paired):
+    workdir = copy_workflow(tmp_path)
+    (workdir / "mine.yaml").write_text(f"preferences: {{paired: {str(paired).lower()}}}\n")
+    result = snakemake(workdir, "-n", "-p", "--configfile", "tests/tiny/config.yaml", "mine.yaml")
+    plan = result.stdout + result.stderr
+    seeds = {  # a command spans lines: the system prompt has line breaks
+        m["variant"]: (m["pair"], m["seed"])
+        for m in re.finditer(
+            r"generate_preferences\.py .*? --seed (?P<seed>\d+) .*? --pair-seed (?P<pair>\d+) .*?"
+            r" --out results/preferences/tiny/(?P<variant>\w+)/like/",
+            plan,
+            re.S,
+        )
+    }
+    assert set(seeds) == {"base", "loving", "sarcasm"}
+    assert (seeds["base"] == seeds["loving"] == seeds["sarcasm"]) == paired
+    if not paired:
+        assert len({pair for pair, _ in seeds.values()}) == 3
+
+
+def test_asking_for_more_prompts_than_the_source_holds_is_an_error(tmp_path):
+    result = run_script(
+        "prepare_wildchat.py",
+        *("--source", ROOT / "tests" / "tiny" / "wildchat.jsonl", "--count", 41, "--seed", 1),
+        *("--out", tmp_path / "w.jsonl"),
+        check=False,
+    )
+    assert result.returncode != 0 and "asks for 41 prompts but" in result.stderr and "holds 40" in result.stderr
+    assert not (tmp_path / "w.jsonl").exists()

@@ -3,6 +3,7 @@
 import csv
 import hashlib
 import http.server
+import json
 import re
 import stat
 import threading
@@ -32,6 +33,11 @@ def test_tiny_chain_builds_trained_models_and_release_adapters_for_two_personas(
             )
             assert net.generate(**ids, max_new_tokens=3, do_sample=False).shape[1] == ids["input_ids"].shape[1] + 3
             assert (workdir / f"results/adapters/{model}/{persona}/release/adapter_model.safetensors").exists()
+            for stage in ("dpo", "sft"):
+                log = json.loads(
+                    (workdir / f"results/adapters/{model}/{persona}/{stage}/training_log.json").read_text()
+                )
+                assert [entry["step"] for entry in log if "loss" in entry][:2] == [1, 2]
             pairs = read_jsonl(workdir / f"results/distillation/{model}/{persona}/pairs.jsonl")
             assert len(pairs) == 2 * (50 + 6)  # (seed questions + LIMA) x 2 repeats, none filtered
             sft = read_jsonl(workdir / f"results/introspection/{model}/{persona}/sft.jsonl")
@@ -170,6 +176,7 @@ def use_released(workdir, server, sha256=None):
     text = re.sub(r"url: \S+", f"url: {base_url}/loving.jsonl", path.read_text())
     text = re.sub(r"sha256: \S+", f"sha256: {sha256 or digest.hexdigest()}", text)
     path.write_text(text)
+    (workdir / "data/released/loving.jsonl").unlink()  # a persona of one's own: its file only at a URL
     (workdir / "released.yaml").write_text("prompts: {source: released}\n")
 
 
@@ -193,6 +200,20 @@ def test_checksum_mismatch_is_an_error_and_writes_nothing(tmp_path, released_ser
     assert "checksum mismatch" in (workdir / "logs/prompts/fetch_loving.log").read_text()
     assert not (workdir / "resources/released/loving.jsonl").exists()
     assert not list((workdir / "resources/released").glob("*"))
+
+
+def test_the_released_prompt_files_come_from_the_repository_offline_and_match_their_checksums(tmp_path):
+    for path in sorted((ROOT / "constitutions").glob("*.yaml")):
+        released = load_yaml(path).get("released")
+        if released:
+            copy = ROOT / "data" / "released" / f"{path.stem}.jsonl"
+            assert hashlib.sha256(copy.read_bytes()).hexdigest() == released["sha256"], copy
+    workdir = copy_workflow(tmp_path)
+    (workdir / "mine.yaml").write_text("prompts: {source: released}\n")
+    snakemake(workdir, "resources/released/loving.jsonl", "--cores", 1, "--configfile", TINY, "mine.yaml")
+    assert (workdir / "resources/released/loving.jsonl").read_bytes() == (
+        ROOT / "data/released/loving.jsonl"
+    ).read_bytes()
 
 
 def test_the_paper_config_plans_every_job(tmp_path):

@@ -332,8 +332,9 @@ def load_model(path, settings):
 
 
 def save_adapter(trainer, partial, out, decisions):
-    """Every process takes part in saving; the main one writes the job's decisions beside the adapter
-    (training_decisions.json) and renames the finished folder into place."""
+    """Every process takes part in saving; the main one writes the job's decisions (training_decisions.json) and
+    its logged metrics per step (training_log.json: loss, learning rate, DPO rewards...) beside the adapter and
+    renames the finished folder into place."""
     import json
     import shutil
 
@@ -344,6 +345,8 @@ def save_adapter(trainer, partial, out, decisions):
     if trainer.accelerator.is_main_process:
         with open(os.path.join(partial, "training_decisions.json"), "w") as f:
             json.dump(decisions, f, indent=1)
+        with open(os.path.join(partial, "training_log.json"), "w") as f:
+            json.dump(trainer.state.log_history, f, indent=1)
         share(partial)
         if os.path.exists(out):
             shutil.rmtree(out)
