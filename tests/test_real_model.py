@@ -16,7 +16,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 @pytest.fixture(scope="module")
 def smollm2(tmp_path_factory):
     workdir = copy_workflow(tmp_path_factory.mktemp("real"))
-    snakemake(workdir, "--cores", 2, "--configfile", "configs/smollm2.yaml", "resources/models/smollm2")
+    snakemake(workdir, "resources/models/smollm2", "--cores", 2, "--configfile", "configs/smollm2.yaml")
     return workdir / "resources" / "models" / "smollm2"
 
 
