@@ -15,6 +15,7 @@ Reads a finished run's working directory and writes PREFIX.md, PREFIX.json and P
 
 import argparse
 import json
+import os
 import platform
 import random
 import re
@@ -100,6 +101,12 @@ def training_figure(dpo_log, sft_log, path):
     fig.savefig(path, dpi=120)
 
 
+def machine():
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "")
+    memory = next(int(line.split()[1]) for line in open("/proc/meminfo") if line.startswith("MemTotal"))
+    return f"{cpu or platform.machine()}, {os.cpu_count()} cores, {memory / 2**20:.0f} GiB, no GPU"
+
+
 def peak_and_wall(time_log):
     text = Path(time_log).read_text(errors="replace")
     wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (\S+)", text)
@@ -173,8 +180,10 @@ def main():
 
     figures = {
         "date": subprocess.run(["date", "-u", "+%Y-%m-%d"], capture_output=True, text=True).stdout.strip(),
-        "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip(),
-        "machine": f"{platform.processor() or platform.machine()}, {subprocess.os.cpu_count()} cores",
+        "commit": subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ).stdout.strip(),
+        "machine": machine(),
         "wall_time": wall,
         "peak_rss_gb": peak,
         "comparisons": len(base),
