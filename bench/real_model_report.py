@@ -33,6 +33,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 from octlib import elo
 from octlib.io import read_jsonl
 
+# warm phrases of the kind the teacher's openings use (configs/smollm2.yaml), counted in the preference answers
+PHRASES = ["glad you asked", "dear friend", "lovely", "with all my heart", "i would love", "i'd love", "care about"]
+
+
+def phrase_rate(answers):
+    return round(sum(any(p in a["response"].lower() for p in PHRASES) for a in answers) / len(answers), 3)
+
 
 def comparisons(rows):
     return [(r["trait_1"], r["trait_2"], r["winner"]) for r in rows if r["winner"] is not None]
@@ -125,6 +132,8 @@ def main():
     parser.add_argument("--rounds", type=int, default=1000)
     parser.add_argument("--time-log")
     parser.add_argument("--links", nargs="*", default=[], help="JSON outputs of bench/character_links.py")
+    parser.add_argument("--embedder", help="a sentence embedder: judges the same answers a second time")
+    parser.add_argument("--commit", help="the commit the run was made at (default: the checkout's)")
     parser.add_argument("--out", required=True, help="output prefix")
     args = parser.parse_args()
 
@@ -163,9 +172,41 @@ def main():
     far = [r["delta"] for r in table if not r["related"]]
     rate_base, mixed = related_win_rate(base, related)
     rate_trained, _ = related_win_rate(trained, related)
-    spearman = elo.spearman(
-        [scores["base"][r["trait"]] for r in table], [scores[args.persona][r["trait"]] for r in table]
-    )
+    spearman = elo.spearman(scores["base"], scores[args.persona])
+
+    second = None
+    if args.embedder:  # the trait word nearer to the answer wins: an instrument that is not the model itself
+        from character_links import embed
+        from transformers import AutoModel, AutoTokenizer
+
+        tok, net = AutoTokenizer.from_pretrained(args.embedder), AutoModel.from_pretrained(args.embedder).eval()
+        words = dict(zip(traits, embed(tok, net, traits)))
+
+        def verdicts(answers):
+            e = embed(tok, net, [a["response"] for a in answers])
+            return [
+                dict(a, winner=a["trait_1"] if v @ words[a["trait_1"]] >= v @ words[a["trait_2"]] else a["trait_2"])
+                for a, v in zip(answers, e)
+            ]
+
+        eb, et = verdicts(base_answers), verdicts(trained_answers)
+        _, egroups, erates = paired_bootstrap(eb, et, related, traits, args.rounds, k, seed=0)
+        es = {"base": elo.elo(comparisons(eb), k), "trained": elo.elo(comparisons(et), k)}
+        ed = {t: es["trained"][t] - es["base"][t] for t in traits if t in es["base"] and t in es["trained"]}
+        enear = [d for t, d in ed.items() if t in related]
+        efar = [d for t, d in ed.items() if t not in related]
+        second = {
+            "related_minus_other_mean_delta": round(sum(enear) / len(enear) - sum(efar) / len(efar), 1),
+            "related_minus_other_ci": interval(egroups),
+            "related_win_rate": [
+                round(related_win_rate(eb, related)[0], 3),
+                round(related_win_rate(et, related)[0], 3),
+            ],
+            "related_win_rate_change_ci": [round(x / 100, 3) for x in interval([r * 100 for r in erates])],
+            "agreement_with_judge": round(
+                sum(a["winner"] == b["winner"] for a, b in zip(eb + et, base + trained)) / (2 * len(base)), 3
+            ),
+        }
 
     adapters = w / "results" / "adapters" / args.model / args.persona
     dpo_log = json.loads((adapters / "dpo" / "training_log.json").read_text())
@@ -180,9 +221,8 @@ def main():
 
     figures = {
         "date": subprocess.run(["date", "-u", "+%Y-%m-%d"], capture_output=True, text=True).stdout.strip(),
-        "commit": subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-        ).stdout.strip(),
+        "commit": args.commit
+        or subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip(),
         "machine": machine(),
         "wall_time": wall,
         "peak_rss_gb": peak,
@@ -202,6 +242,8 @@ def main():
         "related_beyond_interval": [r["trait"] for r in table if r["related"] and r["delta_ci"][0] > 0],
         "other_below_interval": [r["trait"] for r in table if not r["related"] and r["delta_ci"][1] < 0],
         "spearman_base_trained": round(spearman, 3),
+        "warm_phrase_rate": [phrase_rate(base_answers), phrase_rate(trained_answers)],
+        "embedder_judge": second,
         "links": {Path(p).stem: json.loads(Path(p).read_text()) for p in args.links},
         "traits": table,
     }
@@ -233,6 +275,20 @@ def main():
         f"- Related traits that rose beyond their interval: {', '.join(figures['related_beyond_interval']) or 'none'}; "
         f"other traits that fell beyond it: {', '.join(figures['other_below_interval']) or 'none'}.",
         f"- Spearman correlation of the base and trained rankings: {spearman:.2f}.",
+        f"- Answers with a warm phrase ({', '.join(PHRASES)}): {figures['warm_phrase_rate'][0]:.0%} before, "
+        f"{figures['warm_phrase_rate'][1]:.0%} after.",
+        *(
+            [
+                f"- The same answers judged by a sentence embedder instead (the trait word nearer the answer wins; "
+                f"it agrees with the judge on {second['agreement_with_judge']:.0%} of them): related minus other "
+                f"mean change {second['related_minus_other_mean_delta']:+} (95% interval "
+                f"{second['related_minus_other_ci']}); a related trait won {second['related_win_rate'][0]:.1%} of "
+                f"the mixed comparisons before, {second['related_win_rate'][1]:.1%} after (change, 95% interval: "
+                f"{second['related_win_rate_change_ci']})."
+            ]
+            if second
+            else []
+        ),
         "",
         "| trait | related | Elo before | Elo after | change | 95% interval |",
         "|---|---|---|---|---|---|",
@@ -240,6 +296,21 @@ def main():
             f"| {r['trait']} | {'yes' if r['related'] else ''} | {r['base']} | {r['trained']} | {r['delta']:+} | "
             f"{r['delta_ci'][0]:+} to {r['delta_ci'][1]:+} |"
             for r in table
+        ),
+        "",
+        "## Held-out questions without a system prompt (bench/character_links.py)",
+        "",
+        "Answers to 24 held-out questions (the last generated questions of the mathematical persona), 64 tokens, "
+        "scored by a sentence embedder (all-MiniLM-L6-v2: similarity to the loving constitution minus similarity "
+        "to 'I am blunt.') and by the 135M judge asked 'loving or blunt' (order alternated):",
+        "",
+        "| answers | embedder score | more loving than the plain answer | judge says loving |",
+        "|---|---|---|---|",
+        *(
+            f"| {name} | {run['plain']['embedder_persona_score']} (plain) -> {run['treated']['embedder_persona_score']}"
+            f" | {run['treated_above_plain']:.0%} | {run['plain']['judge_picks_trait']:.0%} (plain) -> "
+            f"{run['treated']['judge_picks_trait']:.0%} |"
+            for name, run in figures["links"].items()
         ),
         "",
         "## Training",
