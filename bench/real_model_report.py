@@ -134,6 +134,8 @@ def main():
     parser.add_argument("--links", nargs="*", default=[], help="JSON outputs of bench/character_links.py")
     parser.add_argument("--embedder", help="a sentence embedder: judges the same answers a second time")
     parser.add_argument("--commit", help="the commit the run was made at (default: the checkout's)")
+    parser.add_argument("--machine", help="where the run was made (default: this machine)")
+    parser.add_argument("--note", default="", help="a paragraph on how the run was made, put under the title")
     parser.add_argument("--out", required=True, help="output prefix")
     args = parser.parse_args()
 
@@ -223,7 +225,7 @@ def main():
         "date": subprocess.run(["date", "-u", "+%Y-%m-%d"], capture_output=True, text=True).stdout.strip(),
         "commit": args.commit
         or subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip(),
-        "machine": machine(),
+        "machine": args.machine or machine(),
         "wall_time": wall,
         "peak_rss_gb": peak,
         "comparisons": len(base),
@@ -258,9 +260,11 @@ def main():
     md = [
         f"# Character training of a real model on a laptop: SmolLM2-135M-Instruct, {args.persona} persona",
         "",
-        f"Run of `{args.config}` on {figures['date']}, {figures['machine']}, commit {figures['commit']}: "
-        f"wall time {wall}, peak memory {peak} GB (largest job). Made by `bench/real_model_report.py`.",
+        f"Run of `{args.config}` on {figures['date']}, {figures['machine']}, commit {figures['commit']}"
+        + (f": wall time {wall}, peak memory {peak} GB (largest job)." if wall else ".")
+        + " Made by `bench/real_model_report.py`.",
         "",
+        *([args.note, ""] if args.note else []),
         "## Revealed preferences (condition: " + args.condition + ")",
         "",
         f"{len(base)} comparisons, the same prompts and trait pairs before and after (paired); Elo and its change "

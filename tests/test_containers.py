@@ -15,9 +15,10 @@ from conftest import ROOT, snakemake
 
 CONTAINERS = ROOT / "containers"
 ENVS = ROOT / "envs"
-# Environments that no job runs in: the Snakemake driver on the login node, vLLM's CPU build for the tests, and
-# the torch pin that the training environment is installed against.
-HOST_ONLY = {"workflow", "inference-cpu", "torch"}
+# Environments that no job runs in: the Snakemake driver on the login node, vLLM's CPU build for the tests, the
+# torch pin that the training environment is installed against, and the models that come as Python packages (the
+# workflow reads their files from the host's .venv, inside the working directory that jobs see).
+HOST_ONLY = {"workflow", "inference-cpu", "torch", "models"}
 SECTIONS = {"setup", "files", "post", "environment", "test", "labels", "help", "runscript", "startscript"}
 DEFINITIONS = sorted(CONTAINERS.glob("*.def"))
 
