@@ -409,8 +409,9 @@ def uses_released(persona):
 
 
 def released_copy(persona):
+    """The repository's copy of a released prompt file (data/released/), relative: moving a checkout reruns nothing."""
     copy = Path(workflow.basedir) / "data" / "released" / f"{persona}.jsonl"
-    return str(copy) if copy.is_file() else None
+    return os.path.relpath(copy) if copy.is_file() else None
 
 
 def get_prompt_sources(wildcards):
