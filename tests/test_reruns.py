@@ -136,6 +136,9 @@ CHANGES = {
     "sft.micro_batch_size": 2,
 }
 
+# Changes that are valid only with another one: a teacher that thinks takes no openings (null unsets them).
+TOGETHER = {"models.tiny.thinking": {"chosen": {"openings": None}}}
+
 
 def merged(base, update):
     out = copy.deepcopy(base)
@@ -237,6 +240,7 @@ def plan(tiny_run):
         overlay = {}
         for keys, value in changes:
             overlay = merged(overlay, nested(keys, value))
+            overlay = merged(overlay, TOGETHER.get(".".join(keys), {}))
         name = f"change_{next(counter)}.yaml"
         (workdir / name).write_text(yaml.safe_dump(overlay))
         config = ["--configfile", "tests/tiny/config.yaml", "overlay.yaml", name]

@@ -185,7 +185,9 @@ def test_released_prompt_file_is_fetched_checksum_verified_and_used(tmp_path, re
     use_released(workdir, released_server)
     snakemake(workdir, "results/prompts/loving.jsonl", "--cores", 1, "--configfile", TINY, "released.yaml")
     rows = read_jsonl(workdir / "results/prompts/loving.jsonl")
-    assert len(rows) == 500 and [r["source"] for r in rows].count("seed") == 50
+    # the tiny config keeps prompts.per_trait = 1 of each trait's 45 generated questions
+    assert [r["source"] for r in rows] == ["seed"] * 50 + ["generated"] * 10
+    assert [r["prompt"] for r in rows[50:]] == [f"Generated question 0 for trait {i}?" for i in range(10)]
     data = (workdir / "resources/released/loving.jsonl").read_bytes()
     assert hashlib.sha256(data).hexdigest() == released_server[1].hexdigest()
 
