@@ -556,10 +556,15 @@ def generation_image(engine):
     return image("inference" if engine == "vllm" else "training")
 
 
+def cluster_job(rule):
+    """A rule's cluster sizes (config cluster.jobs), over cluster.default."""
+    return {**config["cluster"]["default"], **config["cluster"]["jobs"].get(rule, {})}
+
+
 def job_threads(rule):
     """Threads of a heavy job (generation, training, folding, judging): the CPUs it asks SLURM for. Snakemake
     scales them down to --cores on a local run and sets OMP_NUM_THREADS to them, which torch follows."""
-    return {**config["cluster"]["default"], **config["cluster"]["jobs"].get(rule, {})}["cpus"]
+    return cluster_job(rule)["cpus"]
 
 
 def job_resources(rule, gpus=0):
@@ -569,7 +574,7 @@ def job_resources(rule, gpus=0):
     rules also take them as threads (job_threads), light ones run single-threaded side by side.
     """
     cluster = config["cluster"]
-    job = {**cluster["default"], **cluster["jobs"].get(rule, {})}
+    job = cluster_job(rule)
 
     def grown(size, attempt):
         return round(size * cluster["retry_growth"] ** (attempt - 1))
