@@ -15,6 +15,7 @@ include: "rules/prompts.smk"
 include: "rules/distillation.smk"
 include: "rules/introspection.smk"
 include: "rules/preferences.smk"
+include: "rules/robustness.smk"
 
 
 rule all:

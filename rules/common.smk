@@ -89,6 +89,7 @@ def validate_everything():
     references = [([key], config.get(key)) for key in ("teacher", "generator")]
     references += [(["students", i], m) for i, m in enumerate(config.get("students") or [])]
     references.append((["judge", "model"], (config.get("judge") or {}).get("model")))
+    references.append((["classifier", "model"], (config.get("classifier") or {}).get("model")))
     for path, model in references:
         if isinstance(model, str) and model not in models:
             problem(path, f"unknown model {model!r} (not under models)")
@@ -150,6 +151,21 @@ def validate_everything():
                 ["chosen", "openings", persona],
                 f"the teacher {config['teacher']!r} thinks: openings are for a teacher without thinking",
             )
+    robustness, steering = config["robustness"], config["steering"]
+    if robustness["splits"]["default"]:
+        problem(["robustness", "splits", "default"], "the default split has no instruction: leave it empty")
+    low, high = steering["layers"]
+    if low >= high:
+        problem(["steering", "layers"], f"[{low}, {high}]: the first fraction must be below the second")
+    if "steered" in robustness["methods"]:
+        for student in config["students"]:
+            if "steering_coefficient" not in config["models"][student]:
+                problem(
+                    ["models", student],
+                    "no steering_coefficient: the steered method needs one for every student",
+                )
+    if not Path(steering["suffixes"]).is_file():
+        problem(["steering", "suffixes"], f"no such file {steering['suffixes']}")
     hf_batch = config["engines"]["hf"]["batch_size"]
     if config["engines"]["shard_size"] % hf_batch:
         problem(
@@ -176,9 +192,9 @@ def validate_everything():
             problem(
                 ["engines", "vllm", "max_lora_rank"], f"{rank} is below dpo.lora_rank ({config['dpo']['lora_rank']})"
             )
-    lima = config["lima"]
-    if "path" in lima and not Path(lima["path"]).exists():
-        problem(["lima", "path"], f"no such file {lima['path']}")
+    for dataset in ("lima", "wildchat", "pure_dove"):
+        if "path" in config[dataset] and not Path(config[dataset]["path"]).exists():
+            problem([dataset, "path"], f"no such file {config[dataset]['path']}")
     if problems:
         stop("\n".join(problems))
     return constitutions
@@ -221,6 +237,7 @@ wildcard_constraints:
     guidance="free|leading",
     condition=alternatives(config["preferences"]["measure"]),
     variant=alternatives(["base", *config["personas"]]),
+    method=alternatives(config["robustness"]["methods"]),
 
 
 # ---- models and data ---------------------------------------------------------------------------------------
@@ -543,6 +560,61 @@ def appendix_panels(wildcards):
     ]
 
 
+# ---- robustness (rules/robustness.smk) ----------------------------------------------------------------------
+
+
+def robustness_model(wildcards):
+    """The model a method answers with: the base student for the two baselines, else the persona's model."""
+    if wildcards.method in ("prompted", "steered"):
+        return model_dir(wildcards.model)
+    return f"results/models/{wildcards.model}/{wildcards.persona}/{wildcards.method}"
+
+
+def robustness_engine(wildcards):
+    if wildcards.method == "steered":
+        return config["models"][wildcards.model].get("steering_engine", engine_of("robustness"))
+    return engine_of("robustness")
+
+
+def steering_file(wildcards):
+    return f"results/steering/{wildcards.model}/{wildcards.persona}/steering.json"
+
+
+def get_robustness_inputs(wildcards):
+    inputs = {"prompts": "resources/datasets/robustness_prompts.jsonl", "model": robustness_model(wildcards)}
+    if wildcards.method == "prompted":
+        inputs["constitution"] = str(constitution_path(wildcards.persona))
+    if wildcards.method == "steered":
+        inputs["steering"] = steering_file(wildcards)
+        inputs["vector"] = f"results/steering/{wildcards.model}/{wildcards.persona}/vector.safetensors"
+    return inputs
+
+
+def robustness_args(wildcards):
+    args = engine_args(
+        "robustness",
+        wildcards.model,
+        step_seed("robustness", wildcards.model, wildcards.method, wildcards.persona),
+        engine=robustness_engine(wildcards),
+        path=robustness_model(wildcards),
+    )
+    if wildcards.method == "prompted":
+        args += ["--system", config["robustness"]["system"], "--name", name_of(wildcards.model)]
+        args += ["--constitution", str(constitution_path(wildcards.persona))]
+    if wildcards.method == "steered":
+        args += ["--steering", steering_file(wildcards)]
+    return args
+
+
+def robustness_responses(model):
+    """Every method's answers of a student, persona by persona: what its classifier learns from and scores."""
+    return [
+        {"method": m, "persona": p, "path": f"results/robustness/{model}/{m}/{p}.jsonl"}
+        for m in config["robustness"]["methods"]
+        for p in config["personas"]
+    ]
+
+
 # ---- containers and cluster jobs (used under `--profile slurm`; the local executor ignores both) -----------
 
 
@@ -630,4 +702,5 @@ def get_final_targets():
         for c in config["preferences"]["measure"]
         if set(config["preferences"]["appendix_personas"]) & set(config["personas"])
     ]
-    return models + preferences + appendix
+    robustness = ["results/figures/robustness.pdf"] if config["robustness"]["methods"] else []
+    return models + preferences + appendix + robustness

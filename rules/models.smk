@@ -47,7 +47,7 @@ rule download_dataset:
     log:
         "logs/models/download_{dataset}.log",
     wildcard_constraints:
-        dataset="lima|wildchat",
+        dataset="lima|wildchat|pure_dove",
     container:
         image("training")
     params:

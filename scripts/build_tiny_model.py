@@ -4,6 +4,8 @@ Llama architecture, a byte-level BPE tokenizer trained on local text, and one of
 "chatml" (system/user/assistant roles) or "gemma", which has no system role: like Gemma-3's template it
 folds the system text and a blank line into the first user turn, renders the assistant as "model", ends
 turns with <end_of_turn> while eos_token is <eos>, and its tokenizer adds <bos> itself.
+"modernbert" is instead a tiny ModernBERT masked language model (the persona classifier's base), whose
+tokenizer wraps a text in [CLS] ... [SEP].
 """
 
 import argparse
@@ -12,7 +14,7 @@ import random
 import torch
 from octlib.io import save_dir_atomic
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import LlamaConfig, LlamaForCausalLM, ModernBertConfig, ModernBertForMaskedLM, PreTrainedTokenizerFast
 
 CHATML = (
     "{%- for message in messages -%}"
@@ -50,6 +52,14 @@ FLAVOURS = {
         eos="<eos>",
         pad="<pad>",
         stop=["<eos>", "<end_of_turn>"],
+    ),
+    "modernbert": dict(
+        template=None,
+        special=["[UNK]", "[CLS]", "[SEP]", "[PAD]", "[MASK]"],
+        bos="[CLS]",
+        eos="[SEP]",
+        pad="[PAD]",
+        stop=[],
     ),
 }
 
@@ -93,6 +103,11 @@ if args.flavour == "gemma":  # Gemma's tokenizer prepends <bos> when asked for s
             processors.TemplateProcessing(single=f"{flavour['bos']} $A", special_tokens=[(flavour["bos"], bos_id)]),
         ]
     )
+elif args.flavour == "modernbert":
+    sep_id = backend.token_to_id("[SEP]")
+    backend.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", bos_id), ("[SEP]", sep_id)]
+    )
 else:
     backend.post_processor = processors.ByteLevel(trim_offsets=False)
 tokenizer = PreTrainedTokenizerFast(
@@ -102,27 +117,51 @@ tokenizer = PreTrainedTokenizerFast(
     pad_token=flavour["pad"],
     padding_side="left",
 )
+if args.flavour == "modernbert":
+    tokenizer.add_special_tokens(
+        {"cls_token": "[CLS]", "sep_token": "[SEP]", "mask_token": "[MASK]", "unk_token": "[UNK]"}
+    )
+    tokenizer.padding_side = "right"
 tokenizer.chat_template = flavour["template"]
 
 # ---- model ---------------------------------------------------------------------------------------------
 torch.manual_seed(args.seed)
-config = LlamaConfig(
-    vocab_size=len(tokenizer),
-    hidden_size=args.hidden_size,
-    intermediate_size=2 * args.hidden_size,
-    num_hidden_layers=args.layers,
-    num_attention_heads=args.hidden_size // 32,
-    num_key_value_heads=args.hidden_size // 32,
-    max_position_embeddings=4096,
-    bos_token_id=bos_id,
-    eos_token_id=tokenizer.eos_token_id,
-    pad_token_id=tokenizer.pad_token_id,
-    tie_word_embeddings=False,
-)
-model = LlamaForCausalLM(config)
-model.generation_config.eos_token_id = [tokenizer.convert_tokens_to_ids(t) for t in flavour["stop"]]
-model.generation_config.pad_token_id = tokenizer.pad_token_id
-model.generation_config.bos_token_id = bos_id
+if args.flavour == "modernbert":  # a tiny config that trains on CPU in a second
+    model = ModernBertForMaskedLM(
+        ModernBertConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            global_attn_every_n_layers=2,
+            local_attention=16,
+            max_position_embeddings=8192,
+            pad_token_id=tokenizer.pad_token_id,
+            bos_token_id=bos_id,
+            eos_token_id=tokenizer.eos_token_id,
+            cls_token_id=bos_id,
+            sep_token_id=tokenizer.eos_token_id,
+        )
+    )
+else:
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=args.hidden_size,
+        intermediate_size=2 * args.hidden_size,
+        num_hidden_layers=args.layers,
+        num_attention_heads=args.hidden_size // 32,
+        num_key_value_heads=args.hidden_size // 32,
+        max_position_embeddings=4096,
+        bos_token_id=bos_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=False,
+    )
+    model = LlamaForCausalLM(config)
+    model.generation_config.eos_token_id = [tokenizer.convert_tokens_to_ids(t) for t in flavour["stop"]]
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.bos_token_id = bos_id
 
 
 def save(path):

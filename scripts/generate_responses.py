@@ -25,17 +25,17 @@ def main():
     parser.add_argument("--constitution", help="constitution YAML whose traits fill {TRAITS}")
     parser.add_argument("--prefill", help="text appended after the generation prompt; {TRAITS} is filled")
     parser.add_argument("--openings", type=json.loads, default=[], help="JSON list: the first words of answers")
+    parser.add_argument("--keep", nargs="*", default=[], help="fields of the prompt rows copied to the output")
     parser.add_argument("--parse-thinking", action="store_true", help="keep the text after </think>, else null")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
 
     # ---- prompts -------------------------------------------------------------------------------------------
-    prompts = [row["prompt"] for path in args.prompts for row in read_jsonl(path)]
-    prompts = prompts * args.repeats
+    rows = [row for path in args.prompts for row in read_jsonl(path)] * args.repeats
     traits = chat.traits_string(chat.load_traits(args.constitution)) if args.constitution else ""
     system = chat.fill(args.system, NAME=args.name, TRAITS=traits) if args.system else None
     prefill = chat.fill(args.prefill, TRAITS=traits) if args.prefill else ""
-    print(f"{len(prompts)} prompts ({args.repeats} repeats)", flush=True)
+    print(f"{len(rows)} prompts ({args.repeats} repeats)", flush=True)
 
     # ---- generation ----------------------------------------------------------------------------------------
     engine = engines.from_args(args)
@@ -48,8 +48,8 @@ def main():
 
     def work(chunk, start):
         messages = [
-            ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": p}]
-            for p in chunk
+            ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": r["prompt"]}]
+            for r in chunk
         ]
         openings = [args.openings[(start + i) % len(args.openings)] if args.openings else "" for i in range(len(chunk))]
         ids = [
@@ -59,9 +59,12 @@ def main():
             for m, o in zip(messages, openings)
         ]
         texts = engine.generate(ids, args.sampling, args.seed + start)
-        return [{"prompt": p, "response": parse(o + t)} for p, o, t in zip(chunk, openings, texts)]
+        return [
+            {**{k: r[k] for k in args.keep}, "prompt": r["prompt"], "response": parse(o + t)}
+            for r, o, t in zip(chunk, openings, texts)
+        ]
 
-    rows = run_sharded(args.out, prompts, args.shard_size, work, fingerprint(args))
+    rows = run_sharded(args.out, rows, args.shard_size, work, fingerprint(args))
     invalid = sum(r["response"] is None for r in rows)
     print(f"{len(rows)} responses written to {args.out}; {invalid} without a closed </think> (response null)")
 

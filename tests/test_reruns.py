@@ -22,6 +22,7 @@ GENERATION = {
     "generate_reflection",
     "generate_interaction",
     "generate_preferences",
+    "generate_robustness",
 }
 HF_GENERATION = GENERATION - {"generate_rejected"}  # the overlay sends the students' answers to vLLM
 TRAINING_SPEED = "micro_batch_size gradient_checkpointing liger_kernel sort_by_length attention padding_free"
@@ -37,6 +38,10 @@ STRUCTURE = [
     "preferences.measure",
     "preferences.figure_condition",
     "preferences.appendix_personas",
+    "robustness.methods",
+    "classifier.model",
+    "steering.suffixes",  # a file: its content is an input
+    "robustness.splits.default",  # must stay empty (test_config)
     "*.path",
 ]
 
@@ -45,7 +50,7 @@ STRUCTURE = [
 READERS = [
     (
         "seed",
-        {"build_tiny_model", "train_dpo", "make_sft_data", "train_sft", "compute_elo"} | GENERATION,
+        {"build_tiny_model", "train_dpo", "make_sft_data", "train_sft", "compute_elo", "train_classifier"} | GENERATION,
     ),
     (
         "models.tiny.name",  # teacher and student
@@ -56,12 +61,25 @@ READERS = [
             "generate_interaction",
             "make_sft_data",
             "judge_preferences",
+            "train_steering",
+            "generate_robustness",  # prompted
         },
     ),
     (
         "models.tiny-gemma.name",
-        {"make_dpo_pairs", "generate_reflection", "generate_interaction", "make_sft_data", "judge_preferences"},
+        {
+            "make_dpo_pairs",
+            "generate_reflection",
+            "generate_interaction",
+            "make_sft_data",
+            "judge_preferences",
+            "train_steering",
+            "generate_robustness",
+        },
     ),
+    ("models.*.steering_coefficient", {"steering_settings"}),
+    ("models.*.steering_engine", {"generate_robustness"}),
+    ("models.tiny-modernbert.tiny", {"build_tiny_model"}),
     ("models.tiny.tiny", {"build_tiny_model"}),
     ("models.tiny-gemma.tiny", {"build_tiny_model"}),
     ("models.tiny.thinking", {"generate_chosen"}),
@@ -69,6 +87,7 @@ READERS = [
     ("models.*", set()),  # GPU counts, revisions of built models, models no step uses
     ("lima.*", set()),  # path wins over hf and revision
     ("wildchat.*", set()),
+    ("pure_dove.*", set()),
     ("fidelity.repetition_penalty", GENERATION),  # the loglik judge samples nothing
     ("fidelity.gemma_gate_up", {"train_dpo", "train_sft"}),  # tiny-gemma's list names gate_up_proj
     ("fidelity.sft_targets", {"train_sft"}),
@@ -117,6 +136,17 @@ READERS = [
     ("judge.system", {"judge_preferences"}),
     ("judge.question", {"judge_preferences"}),
     ("judge.*", set()),  # loglik: no sampling, always hf
+    ("robustness.count", {"prepare_robustness"}),
+    ("robustness.splits.*", {"prepare_robustness"}),
+    ("robustness.system", {"generate_robustness", "train_steering"}),
+    ("robustness.max_model_len", set()),  # read by vLLM only
+    ("robustness.*", {"generate_robustness"}),
+    ("steering.batch_size", set()),
+    ("steering.python", set()),
+    ("steering.*", {"train_steering"}),
+    ("classifier.eval_batch_size", set()),
+    ("classifier.max_length", {"train_classifier", "classify_robustness"}),
+    ("classifier.*", {"train_classifier"}),
     ("resources.*", set()),
     ("containers.*", set()),
     ("cluster.*", set()),

@@ -5,19 +5,30 @@ parsing and I/O are shared. Sampling keys follow vLLM's names: temperature, top_
 min_p, repetition_penalty, max_tokens.
 """
 
+import atexit
 import os
+import shutil
+import tempfile
 
 
-def load(engine, model, adapter=None, settings=None):
+def load(engine, model, adapter=None, settings=None, steering=None):
+    """steering: a steering file (octlib.steering), added at run time by hf and folded into the weights for vllm."""
     if engine == "hf":
-        return HFEngine(model, adapter, **settings)
+        return HFEngine(model, adapter, steering=steering, **settings)
     if engine == "vllm":
+        if steering:
+            from octlib import steering as steer
+
+            folded = tempfile.mkdtemp(prefix="steered-", dir=os.environ.get("TMPDIR"))
+            atexit.register(shutil.rmtree, folded, True)
+            steer.fold(model, steer.load(steering), folded)
+            model = folded
         return VLLMEngine(model, adapter, **settings)
     raise SystemExit(f"unknown engine {engine!r}: use 'hf' or 'vllm'")
 
 
 class HFEngine:
-    def __init__(self, model, adapter, *, batch_size, dtype):
+    def __init__(self, model, adapter, *, batch_size, dtype, steering=None):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -35,6 +46,10 @@ class HFEngine:
             from peft import PeftModel
 
             net = PeftModel.from_pretrained(net, adapter)
+        if steering:
+            from octlib import steering as steer
+
+            steer.hooks(net, steer.load(steering))
         self.model = net.eval()
         self.device = device
         self.batch_size = batch_size
@@ -129,6 +144,7 @@ def add_arguments(parser, sampling_required=True):
 
     parser.add_argument("--model", required=True, help="model directory")
     parser.add_argument("--adapter", help="PEFT adapter directory applied on top of --model")
+    parser.add_argument("--steering", help="steering file (octlib.steering) applied to --model")
     parser.add_argument("--engine", choices=["hf", "vllm"], required=True)
     parser.add_argument("--engine-settings", type=json.loads, default={}, help="JSON: backend options")
     parser.add_argument("--engine-speed", type=json.loads, default={}, help="JSON: backend options of speed only")
@@ -146,4 +162,4 @@ def add_arguments(parser, sampling_required=True):
 
 
 def from_args(args):
-    return load(args.engine, args.model, args.adapter, {**args.engine_settings, **args.engine_speed})
+    return load(args.engine, args.model, args.adapter, {**args.engine_settings, **args.engine_speed}, args.steering)
