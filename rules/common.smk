@@ -161,8 +161,8 @@ def validate_everything():
         for student in config["students"]:
             if "steering_coefficient" not in config["models"][student]:
                 problem(
-                    ["models", student],
-                    "no steering_coefficient: the steered method needs one for every student",
+                    ["models", student, "steering_coefficient"],
+                    "missing: robustness.methods has steered, which needs one for every student",
                 )
     if not Path(steering["suffixes"]).is_file():
         problem(["steering", "suffixes"], f"no such file {steering['suffixes']}")

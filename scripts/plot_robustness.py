@@ -45,9 +45,10 @@ def scores(rows):
     return f1_score(truth, predicted, average="macro"), accuracy_score(truth, predicted), len(rows)
 
 
-summary, per_split = [], []
+summary, per_split, personas = [], [], set()
 for model, predictions, classifier in args.student:
     rows = read_jsonl(predictions)
+    personas |= {r["persona"] for r in rows}
     held_out = set(json.loads((Path(classifier) / "held_out.json").read_text()))
     for method in args.methods:
         mine = [r for r in rows if r["method"] == method]
@@ -112,6 +113,7 @@ for i, model in enumerate(models):
         alpha=0.7,
         label=model,
     )
+ax.axhline(1 / len(personas), color="grey", linestyle="--", linewidth=1, label=f"chance (1/{len(personas)} personas)")
 ax.set_xticks(x, [LABELS.get(m, m) for m in args.methods])
 ax.set_ylim(0, 1.05)
 ax.set_ylabel("macro-F1 of the persona classifier (mean ± SE)")

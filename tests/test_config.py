@@ -130,6 +130,26 @@ MALFORMED_CONFIGS = [
     ("lima: {path: nowhere.jsonl}\n", "mine.yaml: field 'lima.path': no such file nowhere.jsonl"),
     ("fidelity: {special_tokens: maybe}\n", "mine.yaml: field 'fidelity.special_tokens': 'maybe' is not one of"),
     ("fidelity: {double_bos: true}\n", "mine.yaml: field 'fidelity.double_bos': unknown key"),
+    (
+        "robustness: {splits: {default: (Be neutral.)}}\n",
+        "mine.yaml: field 'robustness.splits.default': the default split has no instruction",
+    ),
+    (
+        "robustness: {methods: [prompted, mystery]}\n",
+        "mine.yaml: field 'robustness.methods[1]': 'mystery' is not one of",
+    ),
+    (
+        "steering: {layers: [0.9, 0.1]}\n",
+        "mine.yaml: field 'steering.layers': [0.9, 0.1]: the first fraction must be below",
+    ),
+    ("steering: {layers: [0.1, 1.5]}\n", "mine.yaml: field 'steering.layers[1]': 1.5 is greater than the maximum of 1"),
+    (
+        "models: {tiny: {steering_coefficient: null}}\n",
+        "mine.yaml: field 'models.tiny.steering_coefficient': missing: robustness.methods has steered",
+    ),
+    ("steering: {suffixes: nowhere.json}\n", "mine.yaml: field 'steering.suffixes': no such file nowhere.json"),
+    ("classifier: {model: nope}\n", "mine.yaml: field 'classifier.model': unknown model 'nope'"),
+    ("pure_dove: {path: nowhere.jsonl}\n", "mine.yaml: field 'pure_dove.path': no such file nowhere.jsonl"),
     # each error names the file that holds its field: here the tiny config's shard size, not mine.yaml
     ("engines: {hf: {batch_size: 48}}\n", "tests/tiny/config.yaml: field 'engines.shard_size': 64 is not a multiple"),
 ]

@@ -204,7 +204,7 @@ sys.path.insert(0, {scripts!r})
 from octlib import chat, engines
 
 if __name__ == "__main__":
-    engine = engines.load({engine!r}, {model!r}, {adapter!r}, {settings!r})
+    engine = engines.load({engine!r}, {model!r}, {adapter!r}, {settings!r}, {steering!r})
     prompts = [chat.encode(engine.tokenizer, chat.render(engine.tokenizer, [{{"role": "user", "content": p}}]), True)
                for p in {prompts!r}]
     texts, ids = engine.generate(prompts, {sampling!r}, 7, return_ids=True)
@@ -212,7 +212,7 @@ if __name__ == "__main__":
 """
 
 
-def generated_ids(tmp_path, engine, model, adapter, prompts):
+def generated_ids(tmp_path, engine, model, adapter, prompts, steering=None):
     settings = HF_SETTINGS if engine == "hf" else VLLM_SETTINGS
     probe = tmp_path / f"probe_{engine}.py"
     probe.write_text(
@@ -222,6 +222,7 @@ def generated_ids(tmp_path, engine, model, adapter, prompts):
             model=str(model),
             adapter=adapter and str(adapter),
             settings=settings,
+            steering=steering and str(steering),
             prompts=prompts,
             sampling=GREEDY,
         )
