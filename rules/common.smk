@@ -157,13 +157,6 @@ def validate_everything():
     low, high = steering["layers"]
     if low >= high:
         problem(["steering", "layers"], f"[{low}, {high}]: the first fraction must be below the second")
-    if "steered" in robustness["methods"]:
-        for student in config["students"]:
-            if "steering_coefficient" not in config["models"][student]:
-                problem(
-                    ["models", student, "steering_coefficient"],
-                    "missing: robustness.methods has steered, which needs one for every student",
-                )
     if not Path(steering["suffixes"]).is_file():
         problem(["steering", "suffixes"], f"no such file {steering['suffixes']}")
     hf_batch = config["engines"]["hf"]["batch_size"]
@@ -278,7 +271,11 @@ def fidelity_flag(switch):
 
 
 def sampling(step):
-    settings = dict(config[step]["sampling"])
+    """A step's sampling block; step: a config key, or a dotted path (steering.calibration)."""
+    block = config
+    for key in step.split("."):
+        block = block[key]
+    settings = dict(block["sampling"])
     if FIDELITY["repetition_penalty"] == "none":
         settings["repetition_penalty"] = 1.0
     return settings
@@ -576,8 +573,27 @@ def robustness_engine(wildcards):
     return engine_of("robustness")
 
 
+def calibrates(model):
+    """A student without steering_coefficient gets one per persona from the calibration sweep."""
+    return "steering_coefficient" not in config["models"][model]
+
+
 def steering_file(wildcards):
     return f"results/steering/{wildcards.model}/{wildcards.persona}/steering.json"
+
+
+def get_steering_settings_inputs(wildcards):
+    folder = f"results/steering/{wildcards.model}/{wildcards.persona}"
+    inputs = {"vector": f"{folder}/vector.safetensors", "layers": f"{folder}/vector.json"}
+    if calibrates(wildcards.model):
+        inputs["calibration"] = f"{folder}/calibration.csv"
+    return inputs
+
+
+def steering_coefficient(wildcards):
+    if calibrates(wildcards.model):
+        return ["--calibration", f"results/steering/{wildcards.model}/{wildcards.persona}/calibration.csv"]
+    return ["--coefficient", str(config["models"][wildcards.model]["steering_coefficient"])]
 
 
 def get_robustness_inputs(wildcards):
@@ -703,4 +719,11 @@ def get_final_targets():
         if set(config["preferences"]["appendix_personas"]) & set(config["personas"])
     ]
     robustness = ["results/figures/robustness.pdf"] if config["robustness"]["methods"] else []
+    if "steered" in config["robustness"]["methods"]:
+        robustness += [
+            f"results/steering/{m}/{p}/calibration.png"
+            for m in config["students"]
+            if calibrates(m)
+            for p in config["personas"]
+        ]
     return models + preferences + appendix + robustness

@@ -54,10 +54,86 @@ rule train_steering:
         " --out {output.vector} > {log} 2>&1"
 
 
-rule steering_settings:
+rule prepare_calibration:
     input:
+        lambda w: get_dataset("pure_dove"),
+    output:
+        "resources/datasets/steering_calibration_prompts.jsonl",
+    log:
+        "logs/robustness/prepare_calibration.log",
+    container:
+        image("training")
+    resources:
+        **job_resources("prepare_calibration"),
+    params:
+        skip=config["robustness"]["count"],
+        questions=config["steering"]["calibration"]["prompts"],
+    shell:
+        "python scripts/prepare_robustness.py --source {input} --skip {params.skip} --count {params.questions}"
+        """ --splits '{{"default": ""}}' --out {output} > {log} 2>&1"""
+
+
+rule calibrate_steering:
+    input:
+        student=get_student,
         vector="results/steering/{model}/{persona}/vector.safetensors",
         layers="results/steering/{model}/{persona}/vector.json",
+        prompts="resources/datasets/steering_calibration_prompts.jsonl",
+        constitution="constitutions/{persona}.yaml",
+    output:
+        "results/steering/{model}/{persona}/calibration.csv",
+    log:
+        "logs/robustness/calibration_{model}_{persona}.log",
+    benchmark:
+        "benchmarks/robustness/calibration_{model}_{persona}.tsv"
+    container:
+        image("training")
+    threads: job_threads("calibrate_steering")
+    resources:
+        **job_resources("calibrate_steering", gpus=config["resources"]["student_gpus"]),
+    params:
+        args=lambda w: engine_args(
+            "steering.calibration", w.model, step_seed("calibration", w.model, w.persona), engine="hf"
+        ),
+        speed=untracked(engine_speed("steering.calibration", "hf")),
+        system=lambda w: config["robustness"]["system"],
+        name=lambda w: name_of(w.model),
+        scales=config["steering"]["calibration"]["scales"],
+        ratio=config["steering"]["calibration"]["max_perplexity_ratio"],
+    shell:
+        "python scripts/calibrate_steering.py {params.args:q} {params.speed:q} --vector {input.vector}"
+        " --prompts {input.prompts} --system {params.system:q} --name {params.name:q}"
+        " --constitution {input.constitution} --scales {params.scales} --max-perplexity-ratio {params.ratio}"
+        " --out {output} > {log} 2>&1"
+
+
+rule plot_calibration:
+    input:
+        "results/steering/{model}/{persona}/calibration.csv",
+    output:
+        report(
+            "results/steering/{model}/{persona}/calibration.png",
+            caption="report/calibration.rst",
+            category="Robustness",
+            subcategory="Steering calibration",
+        ),
+    log:
+        "logs/figures/calibration_{model}_{persona}.log",
+    container:
+        image("plotting")
+    resources:
+        **job_resources("plot_calibration"),
+    params:
+        title=lambda w: f"Steering coefficient sweep: {w.model}, {CONSTITUTIONS[w.persona]['name']}",
+        ratio=config["steering"]["calibration"]["max_perplexity_ratio"],
+    shell:
+        "python scripts/plot_calibration.py --sweep {input} --max-perplexity-ratio {params.ratio}"
+        " --title {params.title:q} --out {output} > {log} 2>&1"
+
+
+rule steering_settings:
+    input:
+        unpack(get_steering_settings_inputs),
     output:
         "results/steering/{model}/{persona}/steering.json",
     log:
@@ -67,10 +143,9 @@ rule steering_settings:
     resources:
         **job_resources("steering_settings"),
     params:
-        coefficient=lambda w: config["models"][w.model]["steering_coefficient"],
+        coefficient=steering_coefficient,
     shell:
-        "python scripts/steering_settings.py --vector {input.vector} --coefficient {params.coefficient}"
-        " --out {output} > {log} 2>&1"
+        "python scripts/steering_settings.py --vector {input.vector} {params.coefficient} --out {output} > {log} 2>&1"
 
 
 rule generate_robustness:

@@ -144,8 +144,8 @@ MALFORMED_CONFIGS = [
     ),
     ("steering: {layers: [0.1, 1.5]}\n", "mine.yaml: field 'steering.layers[1]': 1.5 is greater than the maximum of 1"),
     (
-        "models: {tiny: {steering_coefficient: null}}\n",
-        "mine.yaml: field 'models.tiny.steering_coefficient': missing: robustness.methods has steered",
+        "steering: {calibration: {max_perplexity_ratio: 0.5}}\n",
+        "mine.yaml: field 'steering.calibration.max_perplexity_ratio': 0.5 is less than or equal to the minimum of 1",
     ),
     ("steering: {suffixes: nowhere.json}\n", "mine.yaml: field 'steering.suffixes': no such file nowhere.json"),
     ("classifier: {model: nope}\n", "mine.yaml: field 'classifier.model': unknown model 'nope'"),

@@ -25,6 +25,7 @@ GENERATION = {
     "generate_robustness",
 }
 HF_GENERATION = GENERATION - {"generate_rejected"}  # the overlay sends the students' answers to vLLM
+HF_ONLY = {"calibrate_steering"}  # always on the hf engine (tiny-gemma has no steering_coefficient: it calibrates)
 TRAINING_SPEED = "micro_batch_size gradient_checkpointing liger_kernel sort_by_length attention padding_free"
 
 # Settings that choose which jobs exist or which files they read: Snakemake's input triggers track those.
@@ -50,7 +51,9 @@ STRUCTURE = [
 READERS = [
     (
         "seed",
-        {"build_tiny_model", "train_dpo", "make_sft_data", "train_sft", "compute_elo", "train_classifier"} | GENERATION,
+        {"build_tiny_model", "train_dpo", "make_sft_data", "train_sft", "compute_elo", "train_classifier"}
+        | GENERATION
+        | HF_ONLY,
     ),
     (
         "models.tiny.name",  # teacher and student
@@ -75,6 +78,7 @@ READERS = [
             "judge_preferences",
             "train_steering",
             "generate_robustness",
+            "calibrate_steering",
         },
     ),
     ("models.*.steering_coefficient", {"steering_settings"}),
@@ -88,7 +92,7 @@ READERS = [
     ("lima.*", set()),  # path wins over hf and revision
     ("wildchat.*", set()),
     ("pure_dove.*", set()),
-    ("fidelity.repetition_penalty", GENERATION),  # the loglik judge samples nothing
+    ("fidelity.repetition_penalty", GENERATION | HF_ONLY),  # the loglik judge samples nothing
     ("fidelity.gemma_gate_up", {"train_dpo", "train_sft"}),  # tiny-gemma's list names gate_up_proj
     ("fidelity.sft_targets", {"train_sft"}),
     ("fidelity.sft_loss", {"train_sft"}),
@@ -96,11 +100,11 @@ READERS = [
     ("fidelity.sft_system_name", {"make_sft_data"}),
     ("fidelity.reflection_system", {"generate_reflection"}),
     ("fidelity.teacher_prefill", set()),  # only a thinking teacher has the prefill
-    ("fidelity.special_tokens", GENERATION | {"judge_preferences"}),
+    ("fidelity.special_tokens", GENERATION | HF_ONLY | {"judge_preferences"}),
     ("fidelity.judge_name", {"judge_preferences"}),
     ("engines.default", HF_GENERATION),  # the loglik judge always runs on hf
-    ("engines.hf.batch_size", HF_GENERATION),
-    ("engines.hf.dtype", HF_GENERATION | {"judge_preferences"}),
+    ("engines.hf.batch_size", HF_GENERATION | HF_ONLY),
+    ("engines.hf.dtype", HF_GENERATION | HF_ONLY | {"judge_preferences"}),
     ("engines.vllm.dtype", {"generate_rejected"}),
     ("engines.*", set()),  # the interpreter, vLLM's speed settings, shard size
     ("prompts.max_model_len", set()),  # read by vLLM only
@@ -136,13 +140,16 @@ READERS = [
     ("judge.system", {"judge_preferences"}),
     ("judge.question", {"judge_preferences"}),
     ("judge.*", set()),  # loglik: no sampling, always hf
-    ("robustness.count", {"prepare_robustness"}),
+    ("robustness.count", {"prepare_robustness", "prepare_calibration"}),  # the calibration's come after
     ("robustness.splits.*", {"prepare_robustness"}),
-    ("robustness.system", {"generate_robustness", "train_steering"}),
+    ("robustness.system", {"generate_robustness", "train_steering", "calibrate_steering"}),
     ("robustness.max_model_len", set()),  # read by vLLM only
     ("robustness.*", {"generate_robustness"}),
     ("steering.batch_size", set()),
     ("steering.python", set()),
+    ("steering.calibration.prompts", {"prepare_calibration"}),
+    ("steering.calibration.max_perplexity_ratio", {"calibrate_steering", "plot_calibration"}),
+    ("steering.calibration.*", {"calibrate_steering"}),
     ("steering.*", {"train_steering"}),
     ("classifier.eval_batch_size", set()),
     ("classifier.max_length", {"train_classifier", "classify_robustness"}),

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 import yaml
-from conftest import ROOT, VLLM_PYTHON, clone_run, planned_jobs, run_script, snakemake
+from conftest import ROOT, VLLM_PYTHON, clone_run, engine_options, planned_jobs, run_script, snakemake
 from octlib.io import read_jsonl, write_jsonl
 from pypdf import PdfReader
 
@@ -142,6 +142,46 @@ def test_steering_applied_by_hooks_or_folded_weights_gives_repengs_logits(models
         assert "Gemma3ForCausalLM" in result["refused"] and "steering_engine: hf" in result["refused"]
     else:
         assert result["folded"] < 1e-4
+
+
+def calibrate(model, vector, prompts, out, ratio):
+    return run_script(
+        "calibrate_steering.py", "--model", model, *engine_options(shard_size=4), "--seed", 1,
+        "--sampling", json.dumps({"temperature": 0.7, "top_p": 0.95, "top_k": -1, "min_p": 0.0,
+                                  "repetition_penalty": 1.1, "max_tokens": 12}),
+        "--vector", vector, "--prompts", prompts, "--system", "The assistant is {NAME}:\n{TRAITS}", "--name", "Tiny",
+        "--constitution", ROOT / "constitutions/loving.yaml", "--scales", 0.1, 1.0, 8.0,
+        "--max-perplexity-ratio", ratio, "--out", out, check=False,
+    )  # fmt: skip
+
+
+def test_calibration_picks_the_most_persona_like_coherent_coefficient_or_fails_writing_nothing(tiny_models, tmp_path):
+    train_vector(tiny_models["chatml"], tmp_path)
+    write_jsonl(tmp_path / "prompts.jsonl", [{"prompt": p} for p in ("Hi there.", "Why is the sea salty?", "Help!")])
+    args = (tiny_models["chatml"], tmp_path / "vector.safetensors", tmp_path / "prompts.jsonl")
+    assert calibrate(*args, tmp_path / "sweep.csv", 1e6).returncode == 0
+    rows = list(csv.DictReader(open(tmp_path / "sweep.csv")))
+    assert [float(r["scale"]) for r in rows] == [0.0, 0.1, 1.0, 8.0] and float(rows[0]["perplexity_ratio"]) == 1.0
+    coherent = [r for r in rows if r["coherent"] == "1"]
+    assert len(coherent) == 3  # every steered coefficient under a limit of 1e6
+    [chosen] = [r for r in rows if r["chosen"] == "1"]
+    assert float(chosen["persona"]) == max(float(r["persona"]) for r in coherent)
+    assert float(rows[3]["coefficient"]) == pytest.approx(80 * float(rows[1]["coefficient"]))
+    run_script(
+        "steering_settings.py",
+        "--vector",
+        args[1],
+        "--calibration",
+        tmp_path / "sweep.csv",
+        "--out",
+        tmp_path / "s.json",
+    )
+    settings = json.loads((tmp_path / "s.json").read_text())
+    assert settings["coefficient"] == float(chosen["coefficient"]) and settings["chosen_by"] == "calibration"
+
+    result = calibrate(*args, tmp_path / "never.csv", 1.0000001)  # no steered answer is that coherent
+    assert result.returncode != 0 and "steering.calibration.max_perplexity_ratio" in result.stderr
+    assert not (tmp_path / "never.csv").exists()
 
 
 def test_a_layer_range_outside_the_model_is_an_error_at_the_job(tiny_models, tmp_path):
@@ -300,6 +340,13 @@ def test_tiny_run_builds_figure_5_for_both_students_and_all_four_methods(tiny_ru
     assert "tiny-gemma" in text and "Distill+Introspect" in text and "System Prompt" in text
     steering = json.loads((workdir / "results/steering/tiny/loving/steering.json").read_text())
     assert steering["coefficient"] == config["models"]["tiny"]["steering_coefficient"]
+    # tiny-gemma has no coefficient in the config: the sweep chose one per persona, and drew it
+    steering = json.loads((workdir / "results/steering/tiny-gemma/sarcasm/steering.json").read_text())
+    sweep = list(csv.DictReader(open(workdir / "results/steering/tiny-gemma/sarcasm/calibration.csv")))
+    assert steering["chosen_by"] == "calibration"
+    assert steering["coefficient"] == float(next(r["coefficient"] for r in sweep if r["chosen"] == "1"))
+    assert (workdir / "results/steering/tiny-gemma/sarcasm/calibration.png").stat().st_size > 10_000
+    assert not (workdir / "results/steering/tiny/sarcasm/calibration.csv").exists()
 
 
 def test_a_new_persona_is_one_yaml_file_and_its_id_through_every_method(tiny_run, tmp_path):
@@ -311,7 +358,8 @@ def test_a_new_persona_is_one_yaml_file_and_its_id_through_every_method(tiny_run
     jobs = planned_jobs(result.stdout)
     stoic = {(rule, w.get("method")) for rule, w in jobs if w.get("persona") == "stoic"}
     assert {("generate_robustness", m) for m in METHODS} <= stoic
-    assert {("train_steering", None), ("steering_settings", None), ("train_dpo", None)} <= stoic
+    assert {("train_steering", None), ("steering_settings", None), ("calibrate_steering", None)} <= stoic
+    assert ("train_dpo", None) in stoic
     rules = [rule for rule, _ in jobs]
     assert rules.count("train_classifier") == 2 and rules.count("plot_robustness") == 1  # a label more
     others = [(rule, w) for rule, w in jobs if w.get("persona") in ("loving", "sarcasm")]
