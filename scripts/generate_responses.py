@@ -6,6 +6,8 @@ reasoning teacher, a thinking prefill that lists them; only the text after </thi
 small to follow its system prompt can be given the first words of its answers (--openings, ours, not the
 paper's): answer i continues, and keeps, opening i modulo their number. The student
 answers the same prompts with no system prompt. Prompts are repeated list-major (the whole list, then again).
+The robustness answers (paper §4) come from here too: the prompted baseline with --system, the steered one with
+--steering, the trained models plainly; --keep carries each prompt row's split and question to its answer.
 """
 
 import argparse

@@ -81,8 +81,9 @@ READERS = [
             "calibrate_steering",
         },
     ),
-    ("models.*.steering_coefficient", {"steering_settings"}),
-    ("models.*.steering_engine", {"generate_robustness"}),
+    ("models.tiny.steering_coefficient", {"steering_settings"}),  # tiny-gemma has none: it calibrates
+    ("models.tiny.steering_engine", {"generate_robustness"}),
+    ("models.tiny-gemma.steering_engine", {"generate_robustness"}),
     ("models.tiny-modernbert.tiny", {"build_tiny_model"}),
     ("models.tiny.tiny", {"build_tiny_model"}),
     ("models.tiny-gemma.tiny", {"build_tiny_model"}),

@@ -75,18 +75,15 @@ def fold(model_dir, steering, out_dir):
 
     config = AutoConfig.from_pretrained(model_dir)
     architecture = (config.architectures or ["?"])[0]
-    if architecture not in FOLDABLE:
+    if architecture not in FOLDABLE or getattr(config, "use_sliding_window", False):  # Llama has no sliding window
         raise SystemExit(
             f"a steering vector cannot be folded into {architecture} (of {model_dir}): give the model entry"
             " `steering_engine: hf`, which adds it at run time"
         )
     source = AutoModelForCausalLM.from_pretrained(model_dir, dtype="auto")
     state = source.state_dict()
-    fields = {k: v for k, v in config.to_dict().items() if k not in ("architectures", "model_type", "auto_map")}
-    fields.pop("use_sliding_window", None)
-    fields.pop("sliding_window", None)
-    fields.pop("max_window_layers", None)
-    fields.pop("layer_types", None)
+    dropped = ("architectures", "model_type", "auto_map", "use_sliding_window", "sliding_window", "max_window_layers")
+    fields = {k: v for k, v in config.to_dict().items() if k not in (*dropped, "layer_types")}  # Qwen2's, unused
     fields.update(mlp_bias=True, attention_bias=architecture == "Qwen2ForCausalLM" or config.attention_bias)
     llama = LlamaConfig(**fields)
     llama.architectures = ["LlamaForCausalLM"]
