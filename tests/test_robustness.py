@@ -7,11 +7,19 @@ import subprocess
 
 import pytest
 import yaml
-from conftest import ROOT, VLLM_PYTHON, clone_run, engine_options, planned_jobs, run_script, snakemake
+from conftest import (
+    ROOT,
+    STEERING_PYTHON,
+    VLLM_PYTHON,
+    clone_run,
+    engine_options,
+    planned_jobs,
+    run_script,
+    snakemake,
+)
 from octlib.io import read_jsonl, write_jsonl
 from pypdf import PdfReader
 
-STEERING_PYTHON = ROOT / ".venv-steering" / "bin" / "python"
 TINY = "tests/tiny/config.yaml"
 METHODS = ["prompted", "steered", "distilled", "trained"]
 
