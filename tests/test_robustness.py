@@ -228,6 +228,26 @@ def test_vllm_serves_the_folded_steering_with_the_greedy_tokens_of_the_hooked_mo
     assert hf != generated_ids(tmp_path, "hf", tiny_models["chatml"], None, prompts)  # the steering matters
 
 
+def test_a_steered_job_resumed_after_its_vector_changed_keeps_no_row_made_before_it(tiny_models, tmp_path):
+    from test_generation import kill_after_first_shard, responses_args
+
+    write_jsonl(tmp_path / "prompts.jsonl", [{"prompt": f"Question number {i}, what now?"} for i in range(40)])
+    settings = train_vector(tiny_models["chatml"], tmp_path, pairs=16)
+
+    def args(out):
+        return [*responses_args(tiny_models["chatml"], tmp_path / "prompts.jsonl", out), "--steering", settings]
+
+    out, shards = tmp_path / "steered.jsonl", tmp_path / "steered.jsonl.shards"
+    kill_after_first_shard(args(out), shards)
+    old = [r for shard in sorted(shards.glob("*.jsonl")) for r in read_jsonl(shard)]
+    train_vector(tiny_models["chatml"], tmp_path, pairs=8)  # a new vector in the same place: a new steering file
+    log = run_script("generate_responses.py", *args(out)).stdout
+    run_script("generate_responses.py", *args(tmp_path / "fresh.jsonl"))
+    assert "discarding" in log
+    assert out.read_bytes() == (tmp_path / "fresh.jsonl").read_bytes()
+    assert read_jsonl(out)[: len(old)] != old
+
+
 # ---- the persona classifier -------------------------------------------------------------------------------
 
 WORDS = {"loving": "warm kind love friend", "sarcasm": "sure great wow obviously", "mathematical": "number proof sum"}
