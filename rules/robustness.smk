@@ -240,7 +240,7 @@ rule plot_robustness:
             for x in ("--student", m, f"results/robustness/{m}/predictions.jsonl", f"results/classifier/{m}")
         ],
         methods=config["robustness"]["methods"],
-        adversarial=[s for s in config["robustness"]["splits"] if s != "default"],
+        adversarial=sorted(s for s in config["robustness"]["splits"] if s != "default"),  # an order of their own
     shell:
         "python scripts/plot_robustness.py {params.students:q} --methods {params.methods} --adversarial"
         " {params.adversarial} --table {output.table} --splits-table {output.splits} --figure {output.pdf}"

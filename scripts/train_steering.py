@@ -10,6 +10,7 @@ the steering environment (envs/steering.txt).
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ np.float_ = np.float64  # repeng 0.4.0 names np.float_ in type hints; numpy 1.26
 import repeng.extract  # noqa: E402
 import torch  # noqa: E402
 from octlib import chat  # noqa: E402
+from octlib.io import umask  # noqa: E402
 from octlib.steering import controlled_layers, decoder_layers  # noqa: E402
 from repeng import ControlVector, DatasetEntry  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
@@ -68,6 +70,7 @@ tensors = {f"layer.{i}": torch.from_numpy(np.asarray(vector.directions[i], dtype
 out = Path(args.out)
 out.parent.mkdir(parents=True, exist_ok=True)
 save_file(tensors, f"{out}.tmp")
+os.chmod(f"{out}.tmp", 0o666 & ~umask())  # safetensors writes 0600: the mode of any new file instead
 info = {
     "layers": layers,
     "method": args.method,

@@ -82,8 +82,10 @@ def test_editing_one_constitution_plans_only_that_personas_jobs(tiny_run, tmp_pa
     assert {j[1]["persona"] for j in jobs if "persona" in j[1]} == {"loving"}
     assert {j[1]["variant"] for j in jobs if "variant" in j[1]} == {"loving"}  # base preferences are kept
     assert len([j for j in jobs if j[0] == "train_dpo"]) == 2
-    # all + prompts + chosen + 2 students x (11 chain + 3 preference) + 3 persona tables/figures + 2 appendix
-    assert len(jobs) == 1 + 2 + 2 * 14 + 3 + 2
+    # all + prompts + chosen + 2 students x (11 chain + 3 preference) + 3 persona tables/figures + 2 appendix,
+    # then robustness: 2 students x (steering vector + its settings + 4 methods' answers + the classifier and its
+    # predictions, which take every persona), tiny-gemma's calibration and its figure, Figure 5
+    assert len(jobs) == 1 + 2 + 2 * 14 + 3 + 2 + 2 * (2 + 4 + 2) + 2 + 1
 
 
 def test_elo_figures_and_tables_compare_students_before_and_after(tiny_run):
@@ -222,7 +224,12 @@ def test_the_paper_config_plans_every_job(tmp_path):
     workdir = copy_workflow(tmp_path)
     result = snakemake(workdir, "-n")
     jobs = planned_jobs(result.stdout + result.stderr)
-    assert len(jobs) == 771
+    assert len(jobs) == 979
+    robustness = [j for j in jobs if j[0] == "generate_robustness"]
+    assert len(robustness) == 3 * 4 * 11  # students x methods x personas
+    assert len([j for j in jobs if j[0] == "train_steering"]) == 33
+    assert len([j for j in jobs if j[0] == "train_classifier"]) == 3
+    assert not [j for j in jobs if j[0] == "calibrate_steering"]  # the paper's students have their coefficients
     preferences = [j for j in jobs if j[0] == "generate_preferences"]
     assert len(preferences) == 3 * 12 * 3  # students x (base + 11 personas) x conditions
     assert len([j for j in preferences if j[1]["variant"] == "base"]) == 9  # base models measured once
