@@ -601,8 +601,7 @@ def get_robustness_inputs(wildcards):
     if wildcards.method == "prompted":
         inputs["constitution"] = str(constitution_path(wildcards.persona))
     if wildcards.method == "steered":
-        inputs["steering"] = steering_file(wildcards)
-        inputs["vector"] = f"results/steering/{wildcards.model}/{wildcards.persona}/vector.safetensors"
+        inputs["steering"] = steering_file(wildcards)  # it names its vector, by sha256 too
     return inputs
 
 

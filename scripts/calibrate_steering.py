@@ -40,7 +40,8 @@ if args.engine != "hf":
 engine = engines.from_args(args)
 model, tokenizer = engine.model, engine.tokenizer
 layers = json.loads(Path(args.vector).with_suffix(".json").read_text())["layers"]
-directions = {i: d.float() for i, d in ((i, load_file(args.vector)[f"layer.{i}"]) for i in layers)}
+vector = load_file(args.vector)
+directions = {i: vector[f"layer.{i}"].float() for i in layers}
 system = chat.fill(args.system, NAME=args.name, TRAITS=chat.traits_string(chat.load_traits(args.constitution)))
 questions = [row["prompt"] for row in read_jsonl(args.prompts)]
 doubled = args.special_tokens == "doubled"

@@ -28,6 +28,17 @@ HF_GENERATION = GENERATION - {"generate_rejected"}  # the overlay sends the stud
 HF_ONLY = {"calibrate_steering"}  # always on the hf engine (tiny-gemma has no steering_coefficient: it calibrates)
 TRAINING_SPEED = "micro_batch_size gradient_checkpointing liger_kernel sort_by_length attention padding_free"
 
+# Rules that address a student by its name ({NAME}); the prompted answers are generate_robustness's.
+STUDENT_NAME = {
+    "make_dpo_pairs",
+    "generate_reflection",
+    "generate_interaction",
+    "make_sft_data",
+    "judge_preferences",
+    "train_steering",
+    "generate_robustness",
+}
+
 # Settings that choose which jobs exist or which files they read: Snakemake's input triggers track those.
 STRUCTURE = [
     "personas",
@@ -55,32 +66,8 @@ READERS = [
         | GENERATION
         | HF_ONLY,
     ),
-    (
-        "models.tiny.name",  # teacher and student
-        {
-            "generate_chosen",
-            "make_dpo_pairs",
-            "generate_reflection",
-            "generate_interaction",
-            "make_sft_data",
-            "judge_preferences",
-            "train_steering",
-            "generate_robustness",  # prompted
-        },
-    ),
-    (
-        "models.tiny-gemma.name",
-        {
-            "make_dpo_pairs",
-            "generate_reflection",
-            "generate_interaction",
-            "make_sft_data",
-            "judge_preferences",
-            "train_steering",
-            "generate_robustness",
-            "calibrate_steering",
-        },
-    ),
+    ("models.tiny.name", STUDENT_NAME | {"generate_chosen"}),  # teacher and student
+    ("models.tiny-gemma.name", STUDENT_NAME | {"calibrate_steering"}),  # tiny-gemma calibrates its steering
     ("models.tiny.steering_coefficient", {"steering_settings"}),  # tiny-gemma has none: it calibrates
     ("models.tiny.steering_engine", {"generate_robustness"}),
     ("models.tiny-gemma.steering_engine", {"generate_robustness"}),
