@@ -151,6 +151,23 @@ def validate_everything():
                 ["chosen", "openings", persona],
                 f"the teacher {config['teacher']!r} thinks: openings are for a teacher without thinking",
             )
+    served = {m: e["api"] for m, e in config["models"].items() if "api" in e}
+    for path, model in references:
+        if path[0] in ("students", "classifier") and model in served:  # both are trained
+            problem(path, f"{model!r} is a served model (api): this role needs a local model (hf, path, tiny, gguf)")
+    if config["judge"]["mode"] == "loglik" and config["judge"]["model"] in served:
+        problem(["judge", "mode"], f"loglik needs the judge's log-probabilities: {config['judge']['model']!r} is served")
+    teacher, generator = served.get(config["teacher"]), served.get(config["generator"])
+    if teacher and not teacher.get("continue_final_message", True) and config["chosen"]["openings"]:
+        problem(["chosen", "openings"], f"the served teacher {config['teacher']!r} cannot continue a message")
+    generated = config["prompts"]["per_trait"] > 0 and (
+        config["prompts"]["source"] == "generate" or any("released" not in c for c in constitutions.values())
+    )
+    if generator and not generator.get("continue_final_message", True) and generated:
+        problem(
+            ["models", config["generator"], "api", "continue_final_message"],
+            "prompt generation continues a list the generator is given: its server must continue a message",
+        )
     robustness, steering = config["robustness"], config["steering"]
     if robustness["splits"]["default"]:
         problem(["robustness", "splits", "default"], "the default split has no instruction: leave it empty")
@@ -241,9 +258,19 @@ def model_dir(model):
     return entry["path"] if kind_of(model) == "path" else f"resources/models/{model}"
 
 
+def model_input(model):
+    """A job's input for its model: the model's directory, or nothing for a served model."""
+    return [] if kind_of(model) == "api" else model_dir(model)
+
+
+def gpus_of(model):
+    """GPUs of a generation job with this model: none to call a served one."""
+    return 0 if kind_of(model) == "api" else config["models"][model]["gpus"]
+
+
 def kind_of(model):
     entry = config["models"][model]
-    return next(k for k in ("path", "tiny", "hf", "gguf") if k in entry)
+    return next(k for k in ("path", "tiny", "hf", "gguf", "api") if k in entry)
 
 
 def models_of_kind(kind):
@@ -321,7 +348,7 @@ def judge_name(model):
 # Engine settings that change what is generated. hf: batch_size too, since the sampling draws are seeded per
 # batch and padding changes the arithmetic. Every other engine setting (vLLM's memory share, sequences per
 # batch, prefix cache, CUDA graphs, tensor parallelism, LoRA capacity) and engines.shard_size change only speed.
-ENGINE_SHAPING = {"hf": ("batch_size", "dtype"), "vllm": ("dtype",)}
+ENGINE_SHAPING = {"hf": ("batch_size", "dtype"), "vllm": ("dtype",)}  # openai: see api_of
 
 # Training settings that change only speed or memory, not the optimised objective or its data.
 TRAINING_SPEED = ("micro_batch_size", "gradient_checkpointing", "liger_kernel", "sort_by_length", "attention")
@@ -334,7 +361,16 @@ def untracked(value):
     return lambda wildcards, threads: value(wildcards) if callable(value) else value
 
 
-def engine_of(step):
+def role_model(step):
+    """The one model of a step that has one: the generator's, the teacher's, the judge's."""
+    return {"prompts": config["generator"], "chosen": config["teacher"], "judge": config["judge"]["model"]}.get(step)
+
+
+def engine_of(step, model=None):
+    """A step's engine: openai for a served model (an api entry), else the step's or the default."""
+    model = model or role_model(step)
+    if model and kind_of(model) == "api":
+        return "openai"
     return config[step].get("engine", config["engines"]["default"])
 
 
@@ -344,12 +380,21 @@ def python_of(step, engine=None):
     return config["engines"]["python"] if engine == "vllm" else "python"
 
 
+def api_of(model):
+    """A served model's request settings that shape its answers (the schema fills their defaults)."""
+    api = config["models"][model]["api"]
+    return {k: api.get(k, d) for k, d in (("sampling", "all"), ("params", {}), ("continue_final_message", True))}
+
+
 def engine_args(step, model, offset=0, engine=None, path=None, sampled=True):
     """Command-line options of a generation step that shape its output: model, engine, backend settings,
     sampling, seed. path: the model's files when they are not the entry's own (a trained variant). sampled:
     False for a step that samples nothing (the loglik judge)."""
-    engine = engine or engine_of(step)
-    settings = {k: v for k, v in config["engines"][engine].items() if k in shaping_keys(engine, sampled)}
+    engine = engine or engine_of(step, model)
+    if engine == "openai":
+        settings, path = api_of(model), config["models"][model]["api"]["model"]
+    else:
+        settings = {k: v for k, v in config["engines"][engine].items() if k in shaping_keys(engine, sampled)}
     if engine == "vllm":
         settings["max_model_len"] = max_model_len(step, model)
     args = ["--model", path or model_dir(model), "--engine", engine, "--engine-settings", json.dumps(settings)]
@@ -363,11 +408,17 @@ def shaping_keys(engine, sampled=True):
     return ENGINE_SHAPING[engine] if sampled else ("dtype",)
 
 
-def engine_speed(step, engine=None, sampled=True):
-    """The options of a generation step that change only its speed."""
-    engine = engine or engine_of(step)
-    shaping = shaping_keys(engine, sampled)
-    settings = {k: v for k, v in config["engines"][engine].items() if k not in shaping}
+def engine_speed(step, engine=None, sampled=True, model=None):
+    """The options of a generation step that change only its speed (for a served model also where it is
+    served: its base URL and the name of its key's environment variable)."""
+    model = model or role_model(step)
+    engine = engine or engine_of(step, model)
+    if engine == "openai":
+        api = config["models"][model]["api"]
+        settings = {**config["engines"]["openai"], "base_url": api["base_url"], "key_env": api.get("key_env")}
+    else:
+        shaping = shaping_keys(engine, sampled)
+        settings = {k: v for k, v in config["engines"][engine].items() if k not in shaping}
     return ["--engine-speed", json.dumps(settings), "--shard-size", str(config["engines"]["shard_size"])]
 
 
@@ -432,7 +483,7 @@ def get_prompt_sources(wildcards):
     if uses_released(wildcards.persona):
         return {"released": f"resources/released/{wildcards.persona}.jsonl"}
     if config["prompts"]["per_trait"] > 0:
-        return {"generator": model_dir(config["generator"])}
+        return {"generator": model_input(config["generator"])}
     return {}
 
 

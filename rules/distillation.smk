@@ -5,7 +5,7 @@
 rule generate_chosen:
     input:
         prompts=get_chosen_prompts,
-        teacher=model_dir(config["teacher"]),
+        teacher=model_input(config["teacher"]),
         constitution="constitutions/{persona}.yaml",
     output:
         "results/distillation/{persona}/chosen.jsonl",
@@ -17,7 +17,7 @@ rule generate_chosen:
         generation_image(engine_of("chosen"))
     threads: job_threads("generate_chosen")
     resources:
-        **job_resources("generate_chosen", gpus=config["models"][config["teacher"]]["gpus"]),
+        **job_resources("generate_chosen", gpus=gpus_of(config["teacher"])),
     params:
         args=chosen_args,
         speed=untracked(engine_speed("chosen")),

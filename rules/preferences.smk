@@ -61,7 +61,7 @@ rule generate_preferences:
 rule judge_preferences:
     input:
         responses="results/preferences/{model}/{variant}/{condition}/responses.jsonl",
-        judge=model_dir(config["judge"]["model"]),
+        judge=model_input(config["judge"]["model"]),
     output:
         "results/preferences/{model}/{variant}/{condition}/judgements.jsonl",
     log:
@@ -72,7 +72,7 @@ rule judge_preferences:
         generation_image(judge_engine())
     threads: job_threads("judge_preferences")
     resources:
-        **job_resources("judge_preferences", gpus=config["models"][config["judge"]["model"]]["gpus"]),
+        **job_resources("judge_preferences", gpus=gpus_of(config["judge"]["model"])),
     params:
         args=lambda w: engine_args(
             "judge",

@@ -36,7 +36,7 @@ rule make_prompts:
     resources:
         **job_resources(
             "make_prompts",
-            gpus=lambda w: (0 if uses_released(w.persona) else config["models"][config["generator"]]["gpus"]),
+            gpus=lambda w: (0 if uses_released(w.persona) else gpus_of(config["generator"])),
         ),
     params:
         args=prompt_args,

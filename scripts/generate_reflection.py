@@ -27,15 +27,10 @@ def main():
     engine = engines.from_args(args)
 
     def work(chunk, start):
-        ids = [
-            chat.encode(
-                engine.tokenizer,
-                chat.render(engine.tokenizer, [{"role": "system", "content": system}, {"role": "user", "content": p}]),
-                args.special_tokens == "doubled",
-            )
-            for p in chunk
+        prompts = [
+            engine.prompt([{"role": "system", "content": system}, {"role": "user", "content": p}]) for p in chunk
         ]
-        texts = engine.generate(ids, args.sampling, args.seed + start)
+        texts = engine.generate(prompts, args.sampling, args.seed + start)
         return [
             {
                 "prompt": p,

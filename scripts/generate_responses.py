@@ -54,13 +54,8 @@ def main():
             for r in chunk
         ]
         openings = [args.openings[(start + i) % len(args.openings)] if args.openings else "" for i in range(len(chunk))]
-        ids = [
-            chat.encode(
-                engine.tokenizer, chat.render(engine.tokenizer, m) + prefill + o, args.special_tokens == "doubled"
-            )
-            for m, o in zip(messages, openings)
-        ]
-        texts = engine.generate(ids, args.sampling, args.seed + start)
+        prompts = [engine.prompt(m, prefill + o) for m, o in zip(messages, openings)]
+        texts = engine.generate(prompts, args.sampling, args.seed + start)
         return [
             {**{k: r[k] for k in args.keep}, "prompt": r["prompt"], "response": parse(o + t)}
             for r, o, t in zip(chunk, openings, texts)

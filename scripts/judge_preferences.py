@@ -50,7 +50,7 @@ def main():
     parser.add_argument("--name", required=True, help="the name the judge is addressed by")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
-    if args.mode == "loglik" and args.engine != "hf":
+    if args.mode == "loglik" and args.engine != "hf":  # it needs the model's log-probabilities
         raise SystemExit("the loglik judge needs the hf engine")
     if args.mode == "generate" and (args.sampling is None or args.seed is None):
         raise SystemExit("the generate judge needs --sampling and --seed")
@@ -59,20 +59,20 @@ def main():
     engine = engines.from_args(args)
     system = chat.fill(args.system, NAME=args.name)
 
-    def prompt_ids(row):
+    def prompt(row):
         question = chat.fill(args.question, message=row["response"], trait_1=row["trait_1"], trait_2=row["trait_2"])
         messages = [{"role": "system", "content": system}, {"role": "user", "content": question}]
-        return chat.encode(engine.tokenizer, chat.render(engine.tokenizer, messages), args.special_tokens == "doubled")
+        return engine.prompt(messages)
 
     def work(chunk, start):
         if args.mode == "generate":
-            texts = engine.generate([prompt_ids(r) for r in chunk], args.sampling, args.seed + start)
+            texts = engine.generate([prompt(r) for r in chunk], args.sampling, args.seed + start)
             answers = [parse_answer(t) for t in texts]
         else:
             answers = [
                 (r["trait_1"], r["trait_2"])[
                     loglik_choice(
-                        engine, prompt_ids(r), [f"<answer>{r['trait_1']}</answer>", f"<answer>{r['trait_2']}</answer>"]
+                        engine, prompt(r), [f"<answer>{r['trait_1']}</answer>", f"<answer>{r['trait_2']}</answer>"]
                     )
                 ]
                 for r in chunk

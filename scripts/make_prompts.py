@@ -73,7 +73,6 @@ def main():
     added = [[] for _ in traits]
     if args.per_trait > 0:
         engine = engines.from_args(args)
-        tok = engine.tokenizer
         t = args.templates
         for round_ in range(args.max_rounds):
             todo = [i for i, extra in enumerate(added) if len(extra) < args.per_trait]
@@ -92,10 +91,7 @@ def main():
                     {"role": "user", "content": chat.fill(t["instruction"], trait=trait["trait"])},
                     {"role": "assistant", "content": prefill},
                 ]
-                rendered = chat.render(tok, messages, add_generation_prompt=False)
-                # continue the assistant's list: cut the rendered text right after the prefill's last question
-                end = rendered.rindex(prefill.strip()) + len(prefill.strip())
-                prompts.append(chat.encode(tok, rendered[:end], args.special_tokens == "doubled"))
+                prompts.append(engine.prompt(messages))  # continues the list, right after its last question
             texts = engine.generate(prompts, args.sampling, args.seed + round_ * len(traits))
             for i, text in zip(todo, texts):
                 for message in parse_questions(text):

@@ -44,3 +44,13 @@ def load_traits(constitution_path):
 
     with open(constitution_path, encoding="utf-8") as f:
         return [t["trait"] for t in yaml.safe_load(f)["traits"]]
+
+
+def render_open(tokenizer, messages):
+    """The rendered prompt a model answers: the generation prompt after a final user turn, or, after a final
+    assistant message, the text up to the end of that message (stripped), which the model continues."""
+    if messages[-1]["role"] != "assistant":
+        return render(tokenizer, messages)
+    rendered = render(tokenizer, messages, add_generation_prompt=False)
+    last = messages[-1]["content"].strip()
+    return rendered[: rendered.rindex(last) + len(last)]
