@@ -156,7 +156,9 @@ def validate_everything():
         if path[0] in ("students", "classifier") and model in served:  # both are trained
             problem(path, f"{model!r} is a served model (api): this role needs a local model (hf, path, tiny, gguf)")
     if config["judge"]["mode"] == "loglik" and config["judge"]["model"] in served:
-        problem(["judge", "mode"], f"loglik needs the judge's log-probabilities: {config['judge']['model']!r} is served")
+        problem(
+            ["judge", "mode"], f"loglik needs the judge's log-probabilities: {config['judge']['model']!r} is served"
+        )
     teacher, generator = served.get(config["teacher"]), served.get(config["generator"])
     if teacher and not teacher.get("continue_final_message", True) and config["chosen"]["openings"]:
         problem(["chosen", "openings"], f"the served teacher {config['teacher']!r} cannot continue a message")
