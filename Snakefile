@@ -16,6 +16,7 @@ include: "rules/distillation.smk"
 include: "rules/introspection.smk"
 include: "rules/preferences.smk"
 include: "rules/robustness.smk"
+include: "rules/coherence.smk"
 
 
 rule all:

@@ -90,6 +90,8 @@ def validate_everything():
     references += [(["students", i], m) for i, m in enumerate(config.get("students") or [])]
     references.append((["judge", "model"], (config.get("judge") or {}).get("model")))
     references.append((["classifier", "model"], (config.get("classifier") or {}).get("model")))
+    judges = (config.get("coherence") or {}).get("judges") or []
+    references += [(["coherence", "judges", i], m) for i, m in enumerate(judges)]
     for path, model in references:
         if isinstance(model, str) and model not in models:
             problem(path, f"unknown model {model!r} (not under models)")
@@ -158,6 +160,21 @@ def validate_everything():
     if config["judge"]["mode"] == "loglik" and config["judge"]["model"] in served:
         problem(
             ["judge", "mode"], f"loglik needs the judge's log-probabilities: {config['judge']['model']!r} is served"
+        )
+    coherence, methods = config["coherence"], config["robustness"]["methods"]
+    for i, judge in enumerate(coherence["judges"]):
+        if coherence["mode"] == "loglik" and judge in served:
+            problem(["coherence", "judges", i], f"loglik needs the judge's log-probabilities: {judge!r} is served")
+    for i, method in enumerate(coherence["comparisons"]):
+        if method not in methods or "trained" not in methods:
+            problem(
+                ["coherence", "comparisons", i],
+                f"{method!r} is compared with trained: both must be in robustness.methods {methods}",
+            )
+    if config["prefill"]["methods"] and not methods:
+        problem(
+            ["prefill", "methods"],
+            "the prefill answers are scored by the robustness classifier: robustness.methods is empty",
         )
     teacher, generator = served.get(config["teacher"]), served.get(config["generator"])
     if teacher and not teacher.get("continue_final_message", True) and config["chosen"]["openings"]:
@@ -249,7 +266,9 @@ wildcard_constraints:
     guidance="free|leading",
     condition=alternatives(config["preferences"]["measure"]),
     variant=alternatives(["base", *config["personas"]]),
-    method=alternatives(config["robustness"]["methods"]),
+    method=alternatives(config["robustness"]["methods"] + config["prefill"]["methods"]),
+    judge=alternatives(config["coherence"]["judges"]),
+    comparison=alternatives(config["coherence"]["comparisons"]),
 
 
 # ---- models and data ---------------------------------------------------------------------------------------
@@ -307,6 +326,8 @@ def sampling(step):
     settings = dict(block["sampling"])
     if FIDELITY["repetition_penalty"] == "none":
         settings["repetition_penalty"] = 1.0
+    if step == "coherence" and FIDELITY["coherence_judging"] == "paper":
+        settings["temperature"] = 0.0
     return settings
 
 
@@ -674,6 +695,48 @@ def robustness_args(wildcards):
     return args
 
 
+def prefill_responses(model):
+    """The prefill attack's second answers of a student, method by method and persona by persona."""
+    return [
+        {"method": m, "persona": p, "path": f"results/prefill/{model}/{m}/{p}.jsonl"}
+        for m in config["prefill"]["methods"]
+        for p in config["personas"]
+    ]
+
+
+def prefill_follow_up():
+    return config["prefill"]["follow_up"][FIDELITY["prefill_follow_up"]]
+
+
+# ---- coherence (rules/coherence.smk) ----------------------------------------------------------------------------
+
+
+def coherence_engine(judge):
+    """A served judge's engine is openai; a local one's is hf for loglik, else the step's."""
+    if config["coherence"]["mode"] == "loglik" and kind_of(judge) != "api":
+        return "hf"
+    return engine_of("coherence", judge)
+
+
+def coherence_judgements():
+    """--judged JUDGE MODEL METHOD PERSONA PATH of every coherence judgement."""
+    return [
+        x
+        for judge in config["coherence"]["judges"]
+        for model in config["students"]
+        for method in config["coherence"]["comparisons"]
+        for persona in config["personas"]
+        for x in (
+            "--judged",
+            judge,
+            model,
+            method,
+            persona,
+            f"results/coherence/{judge}/{model}/{method}/{persona}.jsonl",
+        )
+    ]
+
+
 def robustness_responses(model):
     """Every method's answers of a student, persona by persona: what its classifier learns from and scores."""
     return [
@@ -778,4 +841,7 @@ def get_final_targets():
             if calibrates(m)
             for p in config["personas"]
         ]
-    return models + preferences + appendix + robustness
+    evaluations = ["results/tables/prefill.csv"] if config["prefill"]["methods"] else []
+    if config["coherence"]["comparisons"]:
+        evaluations += ["results/tables/coherence.csv", "results/figures/coherence.pdf"]
+    return models + preferences + appendix + robustness + evaluations

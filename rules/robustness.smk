@@ -245,3 +245,104 @@ rule plot_robustness:
         "python scripts/plot_robustness.py {params.students:q} --methods {params.methods} --adversarial"
         " {params.adversarial} --table {output.table} --splits-table {output.splits} --figure {output.pdf}"
         " > {log} 2>&1"
+
+
+# The prefill attack (paper §4, Table 5; ref character/robustness/prefill/multi_turn.py): the base student's
+# first answer, then each method's model answering the follow-up after it.
+rule generate_prefill_first:
+    input:
+        prompts="resources/datasets/robustness_prompts.jsonl",
+        student=get_student,
+    output:
+        "results/prefill/{model}/first_turn.jsonl",
+    log:
+        "logs/prefill/first_turn_{model}.log",
+    benchmark:
+        "benchmarks/prefill/first_turn_{model}.tsv"
+    container:
+        generation_image(engine_of("prefill"))
+    threads: job_threads("generate_prefill")
+    resources:
+        **job_resources("generate_prefill", gpus=config["resources"]["student_gpus"]),
+    params:
+        args=lambda w: engine_args("prefill", w.model, step_seed("prefill", w.model)),
+        speed=untracked(engine_speed("prefill")),
+        python=untracked(python_of("prefill")),
+    shell:
+        "{params.python} scripts/generate_responses.py {params.args:q} {params.speed:q} --prompts {input.prompts}"
+        " --split default --repeats 1 --keep split question --out {output} > {log} 2>&1"
+
+
+rule generate_prefill:
+    input:
+        prompts="resources/datasets/robustness_prompts.jsonl",
+        history="results/prefill/{model}/first_turn.jsonl",
+        model="results/models/{model}/{persona}/{method}",
+    output:
+        "results/prefill/{model}/{method}/{persona}.jsonl",
+    log:
+        "logs/prefill/responses_{model}_{method}_{persona}.log",
+    benchmark:
+        "benchmarks/prefill/responses_{model}_{method}_{persona}.tsv"
+    container:
+        generation_image(engine_of("prefill"))
+    threads: job_threads("generate_prefill")
+    resources:
+        **job_resources("generate_prefill", gpus=config["resources"]["student_gpus"]),
+    params:
+        args=lambda w: engine_args(
+            "prefill",
+            w.model,
+            step_seed("prefill", w.model, w.method, w.persona),
+            path=f"results/models/{w.model}/{w.persona}/{w.method}",
+        ),
+        follow_up=lambda w: prefill_follow_up(),
+        speed=untracked(engine_speed("prefill")),
+        python=untracked(python_of("prefill")),
+    shell:
+        "{params.python} scripts/generate_responses.py {params.args:q} {params.speed:q} --prompts {input.prompts}"
+        " --split default --history {input.history} --follow-up {params.follow_up:q} --repeats 1"
+        " --keep split question first_turn --out {output} > {log} 2>&1"
+
+
+rule classify_prefill:
+    input:
+        classifier="results/classifier/{model}",
+        responses=lambda w: [i["path"] for i in prefill_responses(w.model)],
+    output:
+        "results/prefill/{model}/predictions.jsonl",
+    log:
+        "logs/prefill/classify_{model}.log",
+    container:
+        image("training")
+    threads: job_threads("classify_robustness")
+    resources:
+        **job_resources("classify_robustness", gpus=config["resources"]["student_gpus"]),
+    params:
+        inputs=lambda w: json.dumps(prefill_responses(w.model)),
+        max_length=config["classifier"]["max_length"],
+        batch=untracked(config["classifier"]["eval_batch_size"]),
+    shell:
+        "python scripts/classify_responses.py --classifier {input.classifier} --inputs {params.inputs:q}"
+        " --max-length {params.max_length} --batch-size {params.batch} --out {output} > {log} 2>&1"
+
+
+rule summarise_prefill:
+    input:
+        predictions=expand("results/prefill/{model}/predictions.jsonl", model=config["students"]),
+        paper="data/paper_numbers.csv",
+    output:
+        report("results/tables/prefill.csv", caption="report/prefill_table.rst", category="Robustness"),
+    log:
+        "logs/prefill/summary.log",
+    container:
+        image("plotting")
+    resources:
+        **job_resources("summarise_prefill"),
+    params:
+        predictions=[
+            x for m in config["students"] for x in ("--predictions", m, f"results/prefill/{m}/predictions.jsonl")
+        ],
+    shell:
+        "python scripts/summarise_prefill.py {params.predictions:q} --paper {input.paper} --table {output}"
+        " > {log} 2>&1"

@@ -8,6 +8,8 @@ paper's): answer i continues, and keeps, opening i modulo their number. The stud
 answers the same prompts with no system prompt. Prompts are repeated list-major (the whole list, then again).
 The robustness answers (paper §4) come from here too: the prompted baseline with --system, the steered one with
 --steering, the trained models plainly; --keep carries each prompt row's split and question to its answer.
+The prefill attack's second turn (paper §4, Table 5; ref character/robustness/prefill/multi_turn.py) comes with
+--history: each prompt is asked with the first turn's answer (row by row from that file) and --follow-up after it.
 """
 
 import argparse
@@ -29,11 +31,22 @@ def main():
     parser.add_argument("--openings", type=json.loads, default=[], help="JSON list: the first words of answers")
     parser.add_argument("--keep", nargs="*", default=[], help="fields of the prompt rows copied to the output")
     parser.add_argument("--parse-thinking", action="store_true", help="keep the text after </think>, else null")
+    parser.add_argument("--split", help="only the prompt rows of this split")
+    parser.add_argument("--history", help="JSONL of first-turn answers, one per prompt row, in order")
+    parser.add_argument("--follow-up", help="the user's second turn after the history's answer")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
 
     # ---- prompts -------------------------------------------------------------------------------------------
-    rows = [row for path in args.prompts for row in read_jsonl(path)] * args.repeats
+    rows = [row for path in args.prompts for row in read_jsonl(path) if args.split in (None, row.get("split"))]
+    rows = rows * args.repeats
+    if bool(args.history) != bool(args.follow_up):
+        parser.error("--history and --follow-up go together")
+    if args.history:
+        history = read_jsonl(args.history)
+        if [h["prompt"] for h in history] != [r["prompt"] for r in rows]:
+            raise SystemExit(f"{args.history} does not answer the prompts of {' '.join(args.prompts)}, in order")
+        rows = [dict(r, first_turn=h["response"]) for r, h in zip(rows, history)]
     traits = chat.traits_string(chat.load_traits(args.constitution)) if args.constitution else ""
     system = chat.fill(args.system, NAME=args.name, TRAITS=traits) if args.system else None
     prefill = chat.fill(args.prefill, TRAITS=traits) if args.prefill else ""
@@ -49,8 +62,15 @@ def main():
         return text.split("</think>")[1].strip() if "</think>" in text else None
 
     def work(chunk, start):
+        def second_turn(r):
+            if not args.history:
+                return []
+            return [{"role": "assistant", "content": r["first_turn"]}, {"role": "user", "content": args.follow_up}]
+
         messages = [
-            ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": r["prompt"]}]
+            ([{"role": "system", "content": system}] if system else [])
+            + [{"role": "user", "content": r["prompt"]}]
+            + second_turn(r)
             for r in chunk
         ]
         openings = [args.openings[(start + i) % len(args.openings)] if args.openings else "" for i in range(len(chunk))]

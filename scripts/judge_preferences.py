@@ -9,7 +9,6 @@ always valid, so the Elo path runs end to end even with a random tiny judge.
 
 import argparse
 
-import torch
 from octlib import chat, engines
 from octlib.io import fingerprint, read_jsonl, run_sharded
 
@@ -25,19 +24,6 @@ def parse_answer(text):
 
 def verdict(answer, trait_1, trait_2):
     return answer if answer in (trait_1, trait_2) else None
-
-
-def loglik_choice(engine, prompt_ids, candidates):
-    """Index of the candidate continuation with the highest total log-probability after prompt_ids."""
-    scores = []
-    for text in candidates:
-        ids = engine.tokenizer(text, add_special_tokens=False)["input_ids"]
-        full = torch.tensor([prompt_ids + ids], device=engine.device)
-        with torch.no_grad():
-            logps = torch.log_softmax(engine.model(input_ids=full).logits[0, :-1].float(), -1)
-        targets = full[0, len(prompt_ids) :]
-        scores.append(logps[len(prompt_ids) - 1 :].gather(-1, targets[:, None]).sum().item())
-    return max(range(len(candidates)), key=scores.__getitem__)
 
 
 def main():
@@ -71,8 +57,8 @@ def main():
         else:
             answers = [
                 (r["trait_1"], r["trait_2"])[
-                    loglik_choice(
-                        engine, prompt(r), [f"<answer>{r['trait_1']}</answer>", f"<answer>{r['trait_2']}</answer>"]
+                    engine.likeliest(
+                        prompt(r), [f"<answer>{r['trait_1']}</answer>", f"<answer>{r['trait_2']}</answer>"]
                     )
                 ]
                 for r in chunk

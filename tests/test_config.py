@@ -82,7 +82,7 @@ MALFORMED_CONFIGS = [
     ("engines: {hf: {batchsize: 8}}\n", "mine.yaml: field 'engines.hf.batchsize': unknown key"),
     (
         "models: {tiny: {hf: org/model}}\n",
-        "mine.yaml: field 'models.tiny': exactly one of hf, path, tiny, gguf, not hf and tiny",
+        "mine.yaml: field 'models.tiny': exactly one of hf, path, tiny, gguf, api, not hf and tiny",
     ),
     (
         "models: {s: {gguf: model.gguf, package: no_such_package, name: S}}\n",
@@ -150,6 +150,34 @@ MALFORMED_CONFIGS = [
     ("steering: {suffixes: nowhere.json}\n", "mine.yaml: field 'steering.suffixes': no such file nowhere.json"),
     ("classifier: {model: nope}\n", "mine.yaml: field 'classifier.model': unknown model 'nope'"),
     ("pure_dove: {path: nowhere.jsonl}\n", "mine.yaml: field 'pure_dove.path': no such file nowhere.jsonl"),
+    ("students: [gpt-5-mini]\n", "mine.yaml: field 'students[0]': 'gpt-5-mini' is a served model (api)"),
+    ("judge: {model: gpt-5-mini}\n", "field 'judge.mode': loglik needs the judge's log-probabilities"),
+    (
+        "coherence: {judges: [gpt-5-mini]}\n",
+        "mine.yaml: field 'coherence.judges[0]': loglik needs the judge's log-probabilities: 'gpt-5-mini' is served",
+    ),
+    ("coherence: {judges: [nope]}\n", "mine.yaml: field 'coherence.judges[0]': unknown model 'nope'"),
+    (
+        "robustness: {methods: [prompted, distilled]}\n",
+        "field 'coherence.comparisons[0]': 'prompted' is compared with trained: both must be in robustness.methods",
+    ),
+    (
+        "robustness: {methods: []}\ncoherence: {comparisons: []}\n",
+        "field 'prefill.methods': the prefill answers are scored by the robustness classifier",
+    ),
+    (
+        "models: {s: {api: {base_url: 'ftp://x', model: m}, name: S}}\n",
+        "mine.yaml: field 'models.s.api.base_url': 'ftp://x' does not match",
+    ),
+    (
+        "models: {s: {api: {base_url: 'http://x/v1', model: m, key: sk-1}, name: S}}\n",
+        "mine.yaml: field 'models.s.api.key': unknown key",
+    ),
+    (
+        "models: {s: {api: {base_url: 'http://x/v1', model: m, continue_final_message: false}, name: S}}\n"
+        "generator: s\n",
+        "mine.yaml: field 'models.s.api.continue_final_message': prompt generation continues a list",
+    ),
     # each error names the file that holds its field: here the tiny config's shard size, not mine.yaml
     ("engines: {hf: {batch_size: 48}}\n", "tests/tiny/config.yaml: field 'engines.shard_size': 64 is not a multiple"),
 ]

@@ -23,6 +23,8 @@ GENERATION = {
     "generate_interaction",
     "generate_preferences",
     "generate_robustness",
+    "generate_prefill_first",
+    "generate_prefill",
 }
 HF_GENERATION = GENERATION - {"generate_rejected"}  # the overlay sends the students' answers to vLLM
 HF_ONLY = {"calibrate_steering"}  # always on the hf engine (tiny-gemma has no steering_coefficient: it calibrates)
@@ -51,6 +53,9 @@ STRUCTURE = [
     "preferences.figure_condition",
     "preferences.appendix_personas",
     "robustness.methods",
+    "prefill.methods",
+    "coherence.comparisons",
+    "coherence.judges",
     "classifier.model",
     "steering.suffixes",  # a file: its content is an input
     "robustness.splits.default",  # must stay empty (test_config)
@@ -88,11 +93,13 @@ READERS = [
     ("fidelity.sft_system_name", {"make_sft_data"}),
     ("fidelity.reflection_system", {"generate_reflection"}),
     ("fidelity.teacher_prefill", set()),  # only a thinking teacher has the prefill
-    ("fidelity.special_tokens", GENERATION | HF_ONLY | {"judge_preferences"}),
+    ("fidelity.special_tokens", GENERATION | HF_ONLY | {"judge_preferences", "judge_coherence"}),
     ("fidelity.judge_name", {"judge_preferences"}),
+    ("fidelity.coherence_judging", {"judge_coherence", "summarise_coherence"}),  # prompt and statistic
+    ("fidelity.prefill_follow_up", {"generate_prefill"}),
     ("engines.default", HF_GENERATION),  # the loglik judge always runs on hf
     ("engines.hf.batch_size", HF_GENERATION | HF_ONLY),
-    ("engines.hf.dtype", HF_GENERATION | HF_ONLY | {"judge_preferences"}),
+    ("engines.hf.dtype", HF_GENERATION | HF_ONLY | {"judge_preferences", "judge_coherence"}),
     ("engines.vllm.dtype", {"generate_rejected"}),
     ("engines.*", set()),  # the interpreter, vLLM's speed settings, shard size
     ("prompts.max_model_len", set()),  # read by vLLM only
@@ -140,8 +147,15 @@ READERS = [
     ("steering.calibration.*", {"calibrate_steering"}),
     ("steering.*", {"train_steering"}),
     ("classifier.eval_batch_size", set()),
-    ("classifier.max_length", {"train_classifier", "classify_robustness"}),
+    ("classifier.max_length", {"train_classifier", "classify_robustness", "classify_prefill"}),
     ("classifier.*", {"train_classifier"}),
+    ("prefill.follow_up.keep_going", {"generate_prefill"}),
+    ("prefill.follow_up.*", set()),  # fidelity.prefill_follow_up keep_going: the other text is not used
+    ("prefill.max_model_len", set()),  # read by vLLM only
+    ("prefill.*", {"generate_prefill_first", "generate_prefill"}),
+    ("coherence.mode", {"judge_coherence"}),
+    ("coherence.prompts.code", {"judge_coherence"}),
+    ("coherence.*", set()),  # loglik: no sampling, always hf; the paper's prompt is not used
     ("resources.*", set()),
     ("containers.*", set()),
     ("cluster.*", set()),

@@ -224,7 +224,10 @@ def test_the_paper_config_plans_every_job(tmp_path):
     workdir = copy_workflow(tmp_path)
     result = snakemake(workdir, "-n")
     jobs = planned_jobs(result.stdout + result.stderr)
-    assert len(jobs) == 979
+    assert len(jobs) == 1152
+    assert len([j for j in jobs if j[0] == "generate_prefill"]) == 3 * 2 * 11  # students x methods x personas
+    assert len([j for j in jobs if j[0] == "generate_prefill_first"]) == 3  # the base student's, shared
+    assert len([j for j in jobs if j[0] == "judge_coherence"]) == 3 * 3 * 11  # students x comparisons x personas
     robustness = [j for j in jobs if j[0] == "generate_robustness"]
     assert len(robustness) == 3 * 4 * 11  # students x methods x personas
     assert len([j for j in jobs if j[0] == "train_steering"]) == 33

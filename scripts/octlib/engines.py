@@ -111,6 +111,19 @@ class HFEngine(LocalPrompts):
             ids += [[t for t in row if t != self.tokenizer.pad_token_id] for row in new.tolist()]
         return (texts, ids) if return_ids else texts
 
+    def likeliest(self, prompt_ids, candidates):
+        """Index of the candidate text with the highest total log-probability as a continuation of prompt_ids."""
+        torch, scores = self.torch, []
+        for text in candidates:
+            full = torch.tensor(
+                [prompt_ids + self.tokenizer(text, add_special_tokens=False)["input_ids"]], device=self.device
+            )
+            with torch.no_grad():
+                logps = torch.log_softmax(self.model(input_ids=full).logits[0, :-1].float(), -1)
+            targets = full[0, len(prompt_ids) :]
+            scores.append(logps[len(prompt_ids) - 1 :].gather(-1, targets[:, None]).sum().item())
+        return max(range(len(candidates)), key=scores.__getitem__)
+
 
 class VLLMEngine(LocalPrompts):
     def __init__(
