@@ -4,6 +4,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -81,9 +82,24 @@ def copy_workflow(dest):
     return dest
 
 
+# Snakemake's SLURM plugin runs `scontrol show config` when it is imported; where SLURM is installed but its
+# controller is down (this machine outside the cluster tests), scontrol waits ~9 s before it fails. The local
+# runs of the tests get an scontrol that fails at once, as on a machine without SLURM; the cluster tests
+# (test_cluster.py) run Snakemake with the real one.
+NO_SLURM = Path(tempfile.mkdtemp(prefix="no-slurm-"))
+(NO_SLURM / "scontrol").write_text("#!/bin/sh\nexit 1\n")
+(NO_SLURM / "scontrol").chmod(0o755)
+
+
 def snakemake(workdir, *args, check=True, umask=-1):
+    env = {**os.environ, "PATH": f"{NO_SLURM}{os.pathsep}{os.environ['PATH']}"}
     result = subprocess.run(
-        [sys.executable, "-m", "snakemake", *map(str, args)], cwd=workdir, capture_output=True, text=True, umask=umask
+        [sys.executable, "-m", "snakemake", *map(str, args)],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        umask=umask,
+        env=env,
     )
     if check and result.returncode != 0:
         raise AssertionError(
