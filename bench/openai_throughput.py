@@ -18,6 +18,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -50,7 +51,7 @@ if args.model:
         str(args.max_num_seqs),
         "--no-enable-chunked-prefill",
     ]  # see tests/test_openai_engine.py
-    log = open(Path(args.out).with_suffix(".server.log"), "w")
+    log = tempfile.NamedTemporaryFile("w", prefix="vllm-server-", suffix=".log", delete=False)
     server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     args.base_url = f"http://127.0.0.1:{port}/v1"
     for _ in range(300):

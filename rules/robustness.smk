@@ -261,9 +261,9 @@ rule generate_prefill_first:
         "benchmarks/prefill/first_turn_{model}.tsv"
     container:
         generation_image(engine_of("prefill"))
-    threads: job_threads("generate_prefill")
+    threads: job_threads("generate_prefill_first")
     resources:
-        **job_resources("generate_prefill", gpus=config["resources"]["student_gpus"]),
+        **job_resources("generate_prefill_first", gpus=config["resources"]["student_gpus"]),
     params:
         args=lambda w: engine_args("prefill", w.model, step_seed("prefill", w.model)),
         speed=untracked(engine_speed("prefill")),
@@ -315,9 +315,9 @@ rule classify_prefill:
         "logs/prefill/classify_{model}.log",
     container:
         image("training")
-    threads: job_threads("classify_robustness")
+    threads: job_threads("classify_prefill")
     resources:
-        **job_resources("classify_robustness", gpus=config["resources"]["student_gpus"]),
+        **job_resources("classify_prefill", gpus=config["resources"]["student_gpus"]),
     params:
         inputs=lambda w: json.dumps(prefill_responses(w.model)),
         max_length=config["classifier"]["max_length"],

@@ -43,6 +43,15 @@ def rate(judged, statistic):
     return 100 * p, 100 * math.sqrt(p * (1 - p) / len(kept))
 
 
+def number(x):
+    """Rounded for the table; empty where there is none (no counted pair, or one persona for its SE)."""
+    return "" if math.isnan(x) else round(x, 2)
+
+
+def value(row, key):
+    return float(row[key]) if row and row[key] != "" else math.nan
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
@@ -63,7 +72,6 @@ def main():
     table = []
     for (judge, model, method), judged in groups.items():
         win, se = rate(judged, args.statistic)
-        half = 1.96 * se if not math.isnan(se) else math.nan
         rows = [r for rows in judged.values() for r in rows]
         published = paper.get((judge, model, method), {})
         table.append(
@@ -72,10 +80,10 @@ def main():
                 "model": model,
                 "comparison": method,
                 "paper_table": TABLES.get(method, ""),
-                "win_rate": round(win, 2),
-                "se": round(se, 2),
-                "ci_low": round(max(0.0, win - half), 2),
-                "ci_high": round(min(100.0, win + half), 2),
+                "win_rate": number(win),
+                "se": number(se),
+                "ci_low": number(float(np.clip(win - 1.96 * se, 0, 100))),
+                "ci_high": number(float(np.clip(win + 1.96 * se, 0, 100))),
                 "statistic": args.statistic,
                 "personas": len(judged),
                 "pairs": len(rows),
@@ -101,12 +109,15 @@ def main():
         for j, judge in enumerate(judges):
             mine = {r["model"]: r for r in table if r["comparison"] == method and r["judge"] == judge}
             x = np.arange(len(models)) + (j - (len(judges) - 1) / 2) * width
-            win = np.array([mine[m]["win_rate"] if m in mine else np.nan for m in models], dtype=float)
-            low = np.array([mine[m]["ci_low"] if m in mine else np.nan for m in models], dtype=float)
-            high = np.array([mine[m]["ci_high"] if m in mine else np.nan for m in models], dtype=float)
+            win, low, high = (
+                np.array([value(mine.get(m), k) for m in models]) for k in ("win_rate", "ci_low", "ci_high")
+            )
             errors = np.nan_to_num(np.vstack([win - low, high - win]))
-            ax.bar(x, win, width, yerr=errors, capsize=3, label=f"judge {judge}")
-            published = [float(mine[m]["published"]) if m in mine and mine[m]["published"] else np.nan for m in models]
+            ax.bar(x, np.nan_to_num(win), width, yerr=errors, capsize=3, label=f"judge {judge}")
+            for xi, w, m in zip(x, win, models):
+                if m in mine and np.isnan(w):  # judged, but no pair counted
+                    ax.text(xi, 2, "no consistent\nverdict", ha="center", va="bottom", fontsize=7, rotation=90)
+            published = [value(mine.get(m), "published") for m in models]
             ax.scatter(x, published, marker="x", color="black", zorder=3, label="published" if j == 0 else None)
         ax.axhline(50, color="grey", linestyle="--", linewidth=0.8)
         ax.set_xticks(np.arange(len(models)), models, rotation=15)

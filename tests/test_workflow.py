@@ -84,8 +84,9 @@ def test_editing_one_constitution_plans_only_that_personas_jobs(tiny_run, tmp_pa
     assert len([j for j in jobs if j[0] == "train_dpo"]) == 2
     # all + prompts + chosen + 2 students x (11 chain + 3 preference) + 3 persona tables/figures + 2 appendix,
     # then robustness: 2 students x (steering vector + its settings + 4 methods' answers + the classifier and its
-    # predictions, which take every persona), tiny-gemma's calibration and its figure, Figure 5
-    assert len(jobs) == 1 + 2 + 2 * 14 + 3 + 2 + 2 * (2 + 4 + 2) + 2 + 1
+    # predictions, which take every persona), tiny-gemma's calibration and its figure, Figure 5; then 2 students x
+    # (2 prefill answers + their predictions + 3 coherence judgements), the prefill and coherence tables
+    assert len(jobs) == 1 + 2 + 2 * 14 + 3 + 2 + 2 * (2 + 4 + 2) + 2 + 1 + 2 * (2 + 1 + 3) + 2
 
 
 def test_elo_figures_and_tables_compare_students_before_and_after(tiny_run):
