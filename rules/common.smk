@@ -177,12 +177,12 @@ def validate_everything():
             "the prefill answers are scored by the robustness classifier: robustness.methods is empty",
         )
     teacher, generator = served.get(config["teacher"]), served.get(config["generator"])
-    if teacher and not teacher.get("continue_final_message", True) and config["chosen"]["openings"]:
+    if teacher and not teacher["continue_final_message"] and config["chosen"]["openings"]:
         problem(["chosen", "openings"], f"the served teacher {config['teacher']!r} cannot continue a message")
     generated = config["prompts"]["per_trait"] > 0 and (
         config["prompts"]["source"] == "generate" or any("released" not in c for c in constitutions.values())
     )
-    if generator and not generator.get("continue_final_message", True) and generated:
+    if generator and not generator["continue_final_message"] and generated:
         problem(
             ["models", config["generator"], "api", "continue_final_message"],
             "prompt generation continues a list the generator is given: its server must continue a message",
@@ -406,7 +406,7 @@ def python_of(step, engine=None):
 def api_of(model):
     """A served model's request settings that shape its answers (the schema fills their defaults)."""
     api = config["models"][model]["api"]
-    return {k: api.get(k, d) for k, d in (("sampling", "all"), ("params", {}), ("continue_final_message", True))}
+    return {k: api[k] for k in ("sampling", "params", "continue_final_message")}
 
 
 def engine_args(step, model, offset=0, engine=None, path=None, sampled=True):
