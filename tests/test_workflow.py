@@ -239,3 +239,20 @@ def test_the_paper_config_plans_every_job(tmp_path):
     assert len([j for j in preferences if j[1]["variant"] == "base"]) == 9  # base models measured once
     assert len([j for j in jobs if j[0] == "generate_chosen"]) == 11  # once per persona, not per student
     assert len([j for j in jobs if j[0] == "train_dpo"]) == 33
+
+
+def test_the_paper_s_hosted_judges_are_planned_through_the_openai_engine_with_the_paper_s_judging(tmp_path):
+    workdir = copy_workflow(tmp_path)
+    result = snakemake(
+        workdir, "-n", "-p", "results/tables/coherence.csv", "--configfile", "configs/hosted_judges.yaml"
+    )
+    output = result.stdout + result.stderr
+    jobs = [j for j in planned_jobs(output) if j[0] == "judge_coherence"]
+    assert len(jobs) == 3 * 3 * 3 * 11  # judges x students x comparisons x personas
+    assert {j[1]["judge"] for j in jobs} == {"gpt-5-mini", "claude-haiku-4.5", "gemini-2.0-flash-lite"}
+    commands = [line for line in output.splitlines() if "scripts/judge_coherence.py" in line]
+    assert len(commands) == len(jobs) and all("--engine openai" in c for c in commands)
+    assert all('"temperature": 0.0' in c and '"key_env": "' in c for c in commands)  # the key's name, never a key
+    assert output.count("I need your help to evaluate the coherence") == len(jobs)  # Appendix D's prompt
+    blocks = [b.split("\nrule ")[0] for b in output.split("rule judge_coherence:")[1:]]
+    assert len(blocks) == len(jobs) and all("gpu=0," in b and "resources/models" not in b for b in blocks)
