@@ -406,7 +406,7 @@ def python_of(step, engine=None):
 def api_of(model):
     """A served model's request settings that shape its answers (the schema fills their defaults)."""
     api = config["models"][model]["api"]
-    return {k: api[k] for k in ("sampling", "params", "continue_final_message")}
+    return {k: api[k] for k in ("sampling", "params", "omit", "continue_final_message")}
 
 
 def engine_args(step, model, offset=0, engine=None, path=None, sampled=True):

@@ -202,7 +202,8 @@ def test_request_fields_of_a_hosted_model_replace_or_remove_the_step_s():
         settings={
             "base_url": "http://localhost:1/v1",
             "sampling": "standard",
-            "params": {"temperature": 1, "seed": None},
+            "params": {"temperature": 1, "max_completion_tokens": 9},
+            "omit": ["seed", "max_tokens"],
         },
     )
     body = engine.body([{"role": "user", "content": "hi"}], SAMPLED, 3)
@@ -211,13 +212,13 @@ def test_request_fields_of_a_hosted_model_replace_or_remove_the_step_s():
         "messages": [{"role": "user", "content": "hi"}],
         "temperature": 1,
         "top_p": 0.95,
-        "max_tokens": 12,
+        "max_completion_tokens": 9,
     }
 
 
 def generate(proxy_url, prompts, out, env, check=True):
     """generate_responses.py with the openai engine, as a Popen (so a test can kill it)."""
-    settings = {"sampling": "all", "params": {}, "continue_final_message": True}
+    settings = {"sampling": "all", "params": {}, "omit": [], "continue_final_message": True}
     speed = {"base_url": proxy_url, "key_env": "OCT_TEST_KEY", "concurrency": 2, "backoff": 0.01}
     command = [sys.executable, str(ROOT / "scripts" / "generate_responses.py"), "--model", "tiny"]
     command += ["--engine", "openai", "--engine-settings", json.dumps(settings), "--engine-speed", json.dumps(speed)]

@@ -224,6 +224,7 @@ class OpenAIEngine:
         key_env=None,
         sampling="all",
         params=None,
+        omit=(),
         continue_final_message=True,
         concurrency=16,
         timeout=600,
@@ -236,7 +237,7 @@ class OpenAIEngine:
             self.key = os.environ.get(key_env)
             if not self.key:
                 raise SystemExit(f"the environment variable {key_env} is not set: it holds the key of {base_url}")
-        self.keys, self.params = SERVER_SAMPLING[sampling], params or {}
+        self.keys, self.params, self.omit = SERVER_SAMPLING[sampling], params or {}, set(omit)
         self.continues = continue_final_message
         self.concurrency, self.timeout, self.max_retries, self.backoff = concurrency, timeout, max_retries, backoff
         self.completion_tokens = 0
@@ -262,12 +263,8 @@ class OpenAIEngine:
         body.update({k: sampling[k] for k in self.keys if k in sampling})
         if messages[-1]["role"] == "assistant":
             body.update(continue_final_message=True, add_generation_prompt=False)
-        for key, value in self.params.items():  # the model's own request fields; null removes one
-            if value is None:
-                body.pop(key, None)
-            else:
-                body[key] = value
-        return body
+        body.update(self.params)  # the model's own request fields
+        return {k: v for k, v in body.items() if k not in self.omit}
 
     def masked(self, text):
         return text.replace(self.key, "***") if self.key else text
