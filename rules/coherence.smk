@@ -43,7 +43,7 @@ rule judge_coherence:
 
 rule summarise_coherence:
     input:
-        judged=[path for path in coherence_judgements()[5::6]],
+        judged=[j[-1] for j in coherence_judgements()],
         paper="data/paper_numbers.csv",
     output:
         table=report("results/tables/coherence.csv", caption="report/coherence_table.rst", category="Coherence"),
@@ -56,7 +56,7 @@ rule summarise_coherence:
     resources:
         **job_resources("summarise_coherence"),
     params:
-        judged=coherence_judgements(),
+        judged=[x for j in coherence_judgements() for x in ("--judged", *j)],
         statistic="personas" if FIDELITY["coherence_judging"] == "code" else "prompts",
     shell:
         "python scripts/summarise_coherence.py {params.judged:q} --statistic {params.statistic}"

@@ -719,21 +719,13 @@ def coherence_engine(judge):
 
 
 def coherence_judgements():
-    """--judged JUDGE MODEL METHOD PERSONA PATH of every coherence judgement."""
+    """(judge, model, method, persona, path) of every coherence judgement."""
     return [
-        x
+        (judge, model, method, persona, f"results/coherence/{judge}/{model}/{method}/{persona}.jsonl")
         for judge in config["coherence"]["judges"]
         for model in config["students"]
         for method in config["coherence"]["comparisons"]
         for persona in config["personas"]
-        for x in (
-            "--judged",
-            judge,
-            model,
-            method,
-            persona,
-            f"results/coherence/{judge}/{model}/{method}/{persona}.jsonl",
-        )
     ]
 
 
