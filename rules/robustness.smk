@@ -277,7 +277,7 @@ rule generate_prefill:
     input:
         prompts="resources/datasets/robustness_prompts.jsonl",
         history="results/prefill/{model}/first_turn.jsonl",
-        model="results/models/{model}/{persona}/{method}",
+        model=robustness_model,
     output:
         "results/prefill/{model}/{method}/{persona}.jsonl",
     log:
@@ -294,7 +294,7 @@ rule generate_prefill:
             "prefill",
             w.model,
             step_seed("prefill", w.model, w.method, w.persona),
-            path=f"results/models/{w.model}/{w.persona}/{w.method}",
+            path=robustness_model(w),
         ),
         follow_up=lambda w: prefill_follow_up(),
         speed=untracked(engine_speed("prefill")),

@@ -13,14 +13,13 @@ The rule: the coefficient with the highest persona score among those whose perpl
 """
 
 import argparse
-import csv
 import json
 import math
 from pathlib import Path
 
 import torch
 from octlib import chat, engines, steering
-from octlib.io import read_jsonl
+from octlib.io import read_jsonl, write_csv
 from safetensors.torch import load_file
 
 parser = argparse.ArgumentParser(description=__doc__)
@@ -114,10 +113,5 @@ if not coherent:
 best = max(coherent, key=lambda r: r["persona"])
 for row in rows:
     row["chosen"] = int(row is best)
-Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-with open(f"{args.out}.tmp", "w", newline="") as f:
-    writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-Path(f"{args.out}.tmp").replace(args.out)
+write_csv(args.out, rows)
 print(f"chosen coefficient {best['coefficient']:.4g} (scale {best['scale']}) -> {args.out}")

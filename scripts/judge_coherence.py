@@ -19,11 +19,8 @@ from octlib.io import fingerprint, read_jsonl, run_sharded
 
 
 def verdict(text):
-    """ "1" or "2" between the first <answer> and the first </answer>, else None."""
-    start, end = text.find("<answer>"), text.find("</answer>")
-    if start < 0 or end < start:
-        return None
-    answer = text[start + len("<answer>") : end].strip()
+    """The tagged answer (chat.tagged_answer) if it is "1" or "2", else None."""
+    answer = chat.tagged_answer(text)
     return answer if answer in ("1", "2") else None
 
 
@@ -62,10 +59,7 @@ def main():
     parser.add_argument("--mode", choices=["generate", "loglik"], required=True)
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
-    if args.mode == "loglik" and args.engine != "hf":
-        raise SystemExit("the loglik judge needs the hf engine")
-    if args.mode == "generate" and (args.sampling is None or args.seed is None):
-        raise SystemExit("the generate judge needs --sampling and --seed")
+    engines.check_judge_mode(args)
 
     rows = pairs(read_jsonl(args.first), read_jsonl(args.second))
     if not rows:

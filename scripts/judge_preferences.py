@@ -14,12 +14,9 @@ from octlib.io import fingerprint, read_jsonl, run_sharded
 
 
 def parse_answer(text):
-    """The lower-cased text between the first <answer> and the first </answer>, or None without both. As in the
-    reference's judgements.py, a first </answer> before the first <answer> gives the empty answer (invalid)."""
-    start, end = text.find("<answer>"), text.find("</answer>")
-    if start < 0 or end < 0:
-        return None
-    return text[start + len("<answer>") : end].strip().lower()
+    """The lower-cased tagged answer (chat.tagged_answer), or None."""
+    answer = chat.tagged_answer(text)
+    return answer.lower() if answer is not None else None
 
 
 def verdict(answer, trait_1, trait_2):
@@ -36,10 +33,7 @@ def main():
     parser.add_argument("--name", required=True, help="the name the judge is addressed by")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
-    if args.mode == "loglik" and args.engine != "hf":  # it needs the model's log-probabilities
-        raise SystemExit("the loglik judge needs the hf engine")
-    if args.mode == "generate" and (args.sampling is None or args.seed is None):
-        raise SystemExit("the generate judge needs --sampling and --seed")
+    engines.check_judge_mode(args)
 
     rows = read_jsonl(args.responses)
     engine = engines.from_args(args)

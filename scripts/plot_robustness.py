@@ -9,7 +9,6 @@ classifier's training data, as in the reference) and of its held-out questions (
 """
 
 import argparse
-import csv
 import json
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from octlib.io import read_jsonl  # noqa: E402
+from octlib.io import read_jsonl, write_csv  # noqa: E402
 from sklearn.metrics import accuracy_score, f1_score  # noqa: E402
 
 LABELS = {
@@ -86,11 +85,7 @@ for model, predictions, classifier in args.student:
 
 
 def write(path, table):
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(table[0]))
-        writer.writeheader()
-        writer.writerows({k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()} for r in table)
+    write_csv(path, ({k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()} for r in table))
 
 
 write(args.table, summary)

@@ -9,7 +9,6 @@ within [0, 100].
 """
 
 import argparse
-import csv
 import math
 from collections import defaultdict
 
@@ -18,7 +17,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from octlib.io import read_jsonl  # noqa: E402
+from octlib.io import published, read_jsonl, write_csv  # noqa: E402
 
 TABLES = {"steered": "Table 2", "prompted": "Table 6", "distilled": "Table 7"}
 LABELS = {"steered": "vs activation steering", "prompted": "vs system prompt", "distilled": "vs distillation only"}
@@ -66,14 +65,13 @@ def main():
     groups = defaultdict(dict)
     for judge, model, method, persona, path in args.judged:
         groups[judge, model, method][persona] = read_jsonl(path)
-    with open(args.paper, encoding="utf-8") as f:
-        paper = {(r["judge"], r["model"], r["method"]): r for r in csv.DictReader(f) if r["experiment"] == "coherence"}
+    paper = {(r["judge"], r["model"], r["method"]): r for r in published(args.paper, "coherence")}
 
     table = []
     for (judge, model, method), judged in groups.items():
         win, se = rate(judged, args.statistic)
         rows = [r for rows in judged.values() for r in rows]
-        published = paper.get((judge, model, method), {})
+        paper_row = paper.get((judge, model, method), {})
         table.append(
             {
                 "judge": judge,
@@ -90,15 +88,12 @@ def main():
                 "counted": sum(r["outcome"] in ("first", "second") for r in rows),
                 "inconsistent": sum(r["outcome"] == "inconsistent" for r in rows),
                 "invalid": sum(r["outcome"] == "invalid" for r in rows),
-                "published": published.get("value", ""),
-                "published_se": published.get("se", ""),
-                "published_source": published.get("source", ""),
+                "published": paper_row.get("value", ""),
+                "published_se": paper_row.get("se", ""),
+                "published_source": paper_row.get("source", ""),
             }
         )
-    with open(args.table, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=list(table[0]))
-        writer.writeheader()
-        writer.writerows(table)
+    write_csv(args.table, table)
 
     methods = list(dict.fromkeys(r["comparison"] for r in table))
     models = list(dict.fromkeys(r["model"] for r in table))
@@ -117,8 +112,8 @@ def main():
             for xi, w, m in zip(x, win, models):
                 if m in mine and np.isnan(w):  # judged, but no pair counted
                     ax.text(xi, 2, "no consistent\nverdict", ha="center", va="bottom", fontsize=7, rotation=90)
-            published = [value(mine.get(m), "published") for m in models]
-            ax.scatter(x, published, marker="x", color="black", zorder=3, label="published" if j == 0 else None)
+            paper_values = [value(mine.get(m), "published") for m in models]
+            ax.scatter(x, paper_values, marker="x", color="black", zorder=3, label="published" if j == 0 else None)
         ax.axhline(50, color="grey", linestyle="--", linewidth=0.8)
         ax.set_xticks(np.arange(len(models)), models, rotation=15)
         ax.set_title(f"{LABELS.get(method, method)} ({TABLES.get(method, '')})")

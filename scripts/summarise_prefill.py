@@ -3,9 +3,8 @@ classifier's macro-F1 and accuracy on the second-turn answers of each student an
 beside the published F1. F1 is sklearn's f1_score(average="macro") over the labels present, as for Figure 5."""
 
 import argparse
-import csv
 
-from octlib.io import read_jsonl
+from octlib.io import published, read_jsonl, write_csv
 from sklearn.metrics import accuracy_score, f1_score
 
 parser = argparse.ArgumentParser(description=__doc__)
@@ -14,15 +13,14 @@ parser.add_argument("--paper", required=True, help="the published numbers (data/
 parser.add_argument("--table", required=True)
 args = parser.parse_args()
 
-with open(args.paper, encoding="utf-8") as f:
-    paper = {(r["model"], r["method"]): r for r in csv.DictReader(f) if r["experiment"] == "prefill"}
+paper = {(r["model"], r["method"]): r for r in published(args.paper, "prefill")}
 table = []
 for model, path in args.predictions:
     rows = read_jsonl(path)
     for method in dict.fromkeys(r["method"] for r in rows):
         mine = [r for r in rows if r["method"] == method]
         truth, predicted = [r["persona"] for r in mine], [r["predicted"] for r in mine]
-        published = paper.get((model, method), {})
+        paper_row = paper.get((model, method), {})
         table.append(
             {
                 "model": model,
@@ -30,12 +28,9 @@ for model, path in args.predictions:
                 "f1": round(f1_score(truth, predicted, average="macro"), 4),
                 "accuracy": round(accuracy_score(truth, predicted), 4),
                 "answers": len(mine),
-                "published_f1": published.get("value", ""),
-                "published_source": published.get("source", ""),
+                "published_f1": paper_row.get("value", ""),
+                "published_source": paper_row.get("source", ""),
             }
         )
-with open(args.table, "w", newline="", encoding="utf-8") as f:
-    writer = csv.DictWriter(f, fieldnames=list(table[0]))
-    writer.writeheader()
-    writer.writerows(table)
+write_csv(args.table, table)
 print(f"{len(table)} rows -> {args.table}")

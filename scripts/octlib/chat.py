@@ -39,6 +39,16 @@ def encode_last(tokenizer, text, add_special_tokens, limit):
     return (tokenizer("", add_special_tokens=True)["input_ids"] if add_special_tokens else []) + ids
 
 
+def tagged_answer(text):
+    """The text between the first <answer> and the first </answer>, stripped, or None without both. As in the
+    reference's judges (judgements.py, coherence.py), a first </answer> before the first <answer> gives the
+    empty answer, which no judge accepts."""
+    start, end = text.find("<answer>"), text.find("</answer>")
+    if start < 0 or end < 0:
+        return None
+    return text[start + len("<answer>") : end].strip()
+
+
 def load_traits(constitution_path):
     import yaml
 

@@ -342,6 +342,14 @@ def add_arguments(parser, sampling_required=True):
     )
 
 
+def check_judge_mode(args):
+    """A judge's --mode: loglik needs the model's log-probabilities (hf), generate samples (--sampling, --seed)."""
+    if args.mode == "loglik" and args.engine != "hf":
+        raise SystemExit("the loglik judge needs the hf engine")
+    if args.mode == "generate" and (args.sampling is None or args.seed is None):
+        raise SystemExit("the generate judge needs --sampling and --seed")
+
+
 def from_args(args):
     settings = {**args.engine_settings, **args.engine_speed}
     return load(args.engine, args.model, args.adapter, settings, args.steering, args.special_tokens)

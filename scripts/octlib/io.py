@@ -1,5 +1,6 @@
 """Files that are complete or absent: atomic JSONL and directory writes, and resumable sharded generation."""
 
+import csv
 import hashlib
 import json
 import os
@@ -22,17 +23,38 @@ def umask():
     return mask
 
 
-def write_jsonl(path, rows):
-    """Write rows under a temporary name in the same folder, then rename: readers never see half a file.
-    The file gets the mode of any new file (0666 less the umask), not mkstemp's 0600."""
+def write_atomic(path, write):
+    """Call write(file) on a temporary file in the same folder, then rename it to path: readers never see half a
+    file. The file gets the mode of any new file (0666 less the umask), not mkstemp's 0600."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+        write(f)
     os.chmod(tmp, 0o666 & ~umask())
     os.replace(tmp, path)
+
+
+def write_jsonl(path, rows):
+    write_atomic(path, lambda f: f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+
+
+def write_csv(path, rows):
+    """Rows (dicts with the same keys) as a CSV table with a header, atomically."""
+    rows = list(rows)
+
+    def write(f):
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+    write_atomic(path, write)
+
+
+def published(path, experiment):
+    """The rows of the published numbers (data/paper_numbers.csv) of one experiment."""
+    with open(path, encoding="utf-8") as f:
+        return [r for r in csv.DictReader(f) if r["experiment"] == experiment]
 
 
 def share(folder):
