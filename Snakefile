@@ -9,6 +9,9 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
+report: "rules/report/workflow.rst"
+
+
 include: "rules/common.smk"
 include: "rules/models.smk"
 include: "rules/prompts.smk"
@@ -17,6 +20,8 @@ include: "rules/introspection.smk"
 include: "rules/preferences.smk"
 include: "rules/robustness.smk"
 include: "rules/coherence.smk"
+include: "rules/capabilities.smk"
+include: "rules/report.smk"
 
 
 rule all:

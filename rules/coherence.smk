@@ -46,9 +46,9 @@ rule summarise_coherence:
         judged=[j[-1] for j in coherence_judgements()],
         paper="data/paper_numbers.csv",
     output:
-        table=report("results/tables/coherence.csv", caption="report/coherence_table.rst", category="Coherence"),
+        table=report("results/tables/coherence.csv", caption="report/coherence_table.rst", category="4. Coherence"),
         pdf="results/figures/coherence.pdf",
-        png=report("results/figures/coherence.png", caption="report/coherence.rst", category="Coherence"),
+        png=report("results/figures/coherence.png", caption="report/coherence.rst", category="4. Coherence"),
     log:
         "logs/coherence/summary.log",
     container:

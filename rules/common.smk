@@ -157,14 +157,12 @@ def validate_everything():
     for path, model in references:
         if path[0] in ("students", "classifier") and model in served:  # both are trained
             problem(path, f"{model!r} is a served model (api): this role needs a local model (hf, path, tiny, gguf)")
-    if config["judge"]["mode"] == "loglik" and config["judge"]["model"] in served:
-        problem(
-            ["judge", "mode"], f"loglik needs the judge's log-probabilities: {config['judge']['model']!r} is served"
-        )
     coherence, methods = config["coherence"], config["robustness"]["methods"]
-    for i, judge in enumerate(coherence["judges"]):
-        if coherence["mode"] == "loglik" and judge in served:
-            problem(["coherence", "judges", i], f"loglik needs the judge's log-probabilities: {judge!r} is served")
+    judges = [(["judge", "mode"], config["judge"]["mode"], config["judge"]["model"])]
+    judges += [(["coherence", "judges", i], coherence["mode"], j) for i, j in enumerate(coherence["judges"])]
+    for path, mode, judge in judges:
+        if mode == "loglik" and judge in served:
+            problem(path, f"loglik needs the judge's log-probabilities: {judge!r} is served")
     for i, method in enumerate(coherence["comparisons"]):
         if method not in methods or "trained" not in methods:
             problem(
@@ -224,6 +222,19 @@ def validate_everything():
     for dataset in ("lima", "wildchat", "pure_dove"):
         if "path" in config[dataset] and not Path(config[dataset]["path"]).exists():
             problem([dataset, "path"], f"no such file {config[dataset]['path']}")
+    capabilities = config["capabilities"]
+    for i, persona in enumerate(capabilities["personas"]):
+        if persona not in personas:
+            problem(["capabilities", "personas", i], f"{persona!r} is not one of personas: it has no trained model")
+    for name, benchmark in capabilities["benchmarks"].items():
+        if benchmark["dataset"] not in capabilities["datasets"]:
+            problem(
+                ["capabilities", "benchmarks", name, "dataset"],
+                f"unknown data set {benchmark['dataset']!r} (not under capabilities.datasets)",
+            )
+    for name, entry in capabilities["datasets"].items():
+        if "path" in entry and not Path(entry["path"]).is_dir():
+            problem(["capabilities", "datasets", name, "path"], f"no such directory {entry['path']}")
     if problems:
         stop("\n".join(problems))
     return constitutions
@@ -269,6 +280,7 @@ wildcard_constraints:
     method=alternatives(config["robustness"]["methods"] + config["prefill"]["methods"]),
     judge=alternatives(config["coherence"]["judges"]),
     comparison=alternatives(config["coherence"]["comparisons"]),
+    benchmark=alternatives(config["capabilities"]["benchmarks"]),
 
 
 # ---- models and data ---------------------------------------------------------------------------------------
@@ -296,6 +308,38 @@ def kind_of(model):
 
 def models_of_kind(kind):
     return [m for m in config["models"] if kind_of(m) == kind]
+
+
+def model_source(model):
+    """Where a model comes from, in words (model cards, the reproduction report)."""
+    entry, kind = config["models"][model], kind_of(model)
+    if kind == "hf":
+        return f"{entry['hf']} at revision {entry['revision']}"
+    if kind == "api":
+        return f"served: {entry['api']['model']} at {entry['api']['base_url']}"
+    if kind == "gguf":
+        return f"GGUF {entry['gguf']}" + (f" of the package {entry['package']}" if "package" in entry else "")
+    if kind == "tiny":
+        return f"tiny {entry['tiny']} model built locally (seed {config['seed']})"
+    return f"local directory {entry['path']}"
+
+
+def model_card(wildcards):
+    """The facts of a trained folder's model card (scripts/octlib/cards.py) as JSON: untracked, since each of them
+    changes only with the job's inputs (the constitution shapes the teacher's answers; the base is an input)."""
+    import hashlib
+
+    path = constitution_path(wildcards.persona)
+    entry = config["models"][wildcards.model]
+    card = {
+        "persona": wildcards.persona,
+        "constitution": str(path),
+        "constitution_sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "model": wildcards.model,
+        "base": model_source(wildcards.model),
+        "base_model": entry.get("hf"),
+    }
+    return json.dumps(card)
 
 
 def get_student(wildcards):
@@ -478,11 +522,13 @@ def training_speed(stage):
     return json.dumps({k: config[stage][k] for k in speed if k in config[stage]})
 
 
-def accelerate_launch():
-    """The launcher of a training job (speed only: the global batch is kept whatever the GPU count)."""
-    gpus = config["resources"]["train_gpus"]
-    device = f"--num_processes {gpus}" if gpus > 0 else "--cpu --num_processes 1"
-    return f"accelerate launch {device} --num_machines 1 --mixed_precision no --dynamo_backend no"
+def training_launch():
+    """The launcher of a training job: torchrun, one process per GPU of the job (resources.train_gpus), or one on
+    the CPU (0). Speed only: the global batch is kept whatever the count. (`accelerate launch --cpu` starts a
+    single process whatever --num_processes says; torchrun's processes share the CPU through gloo, so several
+    work on any machine, which is what the tests check.)"""
+    processes = max(1, config["resources"]["train_gpus"])
+    return f"torchrun --standalone --nnodes 1 --nproc_per_node {processes}"
 
 
 def name_of(model):
@@ -738,6 +784,87 @@ def robustness_responses(model):
     ]
 
 
+# ---- capabilities (rules/capabilities.smk) ---------------------------------------------------------------------
+
+
+def capability_model(wildcards):
+    """The student itself (variant base) or its trained model of a persona."""
+    if wildcards.variant == "base":
+        return model_dir(wildcards.model)
+    return f"results/models/{wildcards.model}/{wildcards.variant}/trained"
+
+
+def benchmark_data(benchmark):
+    """A benchmark's data set: its local copy (path), or where download_benchmark puts it."""
+    name = config["capabilities"]["benchmarks"][benchmark]["dataset"]
+    source = config["capabilities"]["datasets"][name]
+    return source["path"] if "path" in source else f"resources/benchmarks/{name}"
+
+
+def capability_settings():
+    settings = config["capabilities"]
+    limit = ["--limit", settings["limit"]] if settings.get("limit") is not None else []
+    return ["--dtype", settings["dtype"], "--max-length", settings["max_length"], *limit]
+
+
+def capability_results():
+    """(model, variant, benchmark, path) of every capability result: each student, base and trained."""
+    return [
+        (model, variant, benchmark, f"results/capabilities/{model}/{variant}/{benchmark}.json")
+        for model in config["students"]
+        for variant in ["base", *config["capabilities"]["personas"]]
+        for benchmark in config["capabilities"]["benchmarks"]
+    ]
+
+
+# ---- the reproduction report (rules/report.smk) ------------------------------------------------------------
+
+
+def report_tables():
+    """(name, path) of each table the config builds, the report's inputs."""
+    tables = [(f"spearman_{p}", f"results/tables/spearman_{p}.csv") for p in config["personas"]]
+    for name, built in (
+        ("robustness", config["robustness"]["methods"]),
+        ("prefill", config["prefill"]["methods"]),
+        ("coherence", config["coherence"]["comparisons"]),
+        ("capabilities", config["capabilities"]["benchmarks"]),
+    ):
+        if built:
+            tables.append((name, f"results/tables/{name}.csv"))
+    return tables
+
+
+def report_skipped():
+    """--skipped NAME WHY for each experiment the config leaves out."""
+    why = {
+        "robustness": (config["robustness"]["methods"], "robustness.methods is empty"),
+        "prefill": (config["prefill"]["methods"], "prefill.methods is empty"),
+        "coherence": (config["coherence"]["comparisons"], "coherence.comparisons is empty"),
+        "capabilities": (config["capabilities"]["benchmarks"], "capabilities.benchmarks is empty"),
+    }
+    return [x for name, (built, reason) in why.items() if not built for x in ("--skipped", name, reason)]
+
+
+def provenance():
+    """What made the numbers, as of the report's build (untracked: a speed-only change does not rebuild it)."""
+    import hashlib
+
+    used = [*config["students"], config["teacher"], config["generator"], config["judge"]["model"]]
+    used += [config["classifier"]["model"], *config["coherence"]["judges"]]
+    environments = {}
+    for pins in sorted(Path("envs").glob("*.txt")):
+        lines = (line.split("#")[0].strip() for line in pins.read_text().splitlines())
+        environments[pins.stem] = [line for line in lines if line]
+    return json.dumps(
+        {
+            "config_sha256": hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest(),
+            "fidelity": FIDELITY,
+            "models": {m: model_source(m) for m in dict.fromkeys(used)},
+            "environments": environments,
+        }
+    )
+
+
 # ---- containers and cluster jobs (used under `--profile slurm`; the local executor ignores both) -----------
 
 
@@ -808,6 +935,7 @@ def get_final_targets():
         for path in (
             "results/models/{model}/{persona}/trained",
             "results/adapters/{model}/{persona}/release",
+            "results/figures/training/{model}_{persona}.png",
         )
     ]
     preferences = [
@@ -836,4 +964,6 @@ def get_final_targets():
     evaluations = ["results/tables/prefill.csv"] if config["prefill"]["methods"] else []
     if config["coherence"]["comparisons"]:
         evaluations += ["results/tables/coherence.csv", "results/figures/coherence.pdf"]
-    return models + preferences + appendix + robustness + evaluations
+    if config["capabilities"]["benchmarks"]:
+        evaluations += ["results/tables/capabilities.csv", "results/figures/capabilities.pdf"]
+    return models + preferences + appendix + robustness + evaluations + ["results/report/reproduction.md"]

@@ -93,10 +93,11 @@ rule train_dpo:
     params:
         settings=lambda w: training_settings("dpo", w.model),
         speed=untracked(training_speed("dpo")),
-        launch=untracked(accelerate_launch()),
+        launch=untracked(training_launch()),
+        card=untracked(model_card),
     shell:
         "{params.launch} scripts/train_dpo.py --model {input.student} --pairs {input.pairs}"
-        " --settings {params.settings:q} --speed {params.speed:q} --out {output} > {log} 2>&1"
+        " --settings {params.settings:q} --speed {params.speed:q} --card {params.card:q} --out {output} > {log} 2>&1"
 
 
 rule fold_dpo:
@@ -114,6 +115,7 @@ rule fold_dpo:
         **job_resources("fold_dpo"),
     params:
         dtype=config["dpo"]["save_dtype"],
+        card=untracked(model_card),
     shell:
         "python scripts/fold_adapter.py --base {input.base} --adapter {input.adapter} --dtype {params.dtype}"
-        " --out {output} > {log} 2>&1"
+        " --card {params.card:q} --stage DPO {input.adapter} --out {output} > {log} 2>&1"

@@ -102,17 +102,20 @@ rule train_sft:
     params:
         settings=lambda w: training_settings("sft", w.model),
         speed=untracked(training_speed("sft")),
-        launch=untracked(accelerate_launch()),
+        launch=untracked(training_launch()),
         fidelity=fidelity_flag("sft_targets") + fidelity_flag("sft_loss"),
+        card=untracked(model_card),
     shell:
         "{params.launch} scripts/train_sft.py --model {input.distilled} --data {input.data}"
-        " --settings {params.settings:q} --speed {params.speed:q} {params.fidelity} --out {output} > {log} 2>&1"
+        " --settings {params.settings:q} --speed {params.speed:q} {params.fidelity} --card {params.card:q}"
+        " --out {output} > {log} 2>&1"
 
 
 rule fold_sft:
     input:
         base="results/models/{model}/{persona}/distilled",
         adapter="results/adapters/{model}/{persona}/sft",
+        dpo="results/adapters/{model}/{persona}/dpo",
     output:
         directory("results/models/{model}/{persona}/trained"),
     log:
@@ -124,9 +127,10 @@ rule fold_sft:
         **job_resources("fold_sft"),
     params:
         dtype=config["sft"]["save_dtype"],
+        card=untracked(model_card),
     shell:
         "python scripts/fold_adapter.py --base {input.base} --adapter {input.adapter} --dtype {params.dtype}"
-        " --out {output} > {log} 2>&1"
+        " --card {params.card:q} --stage DPO {input.dpo} --stage SFT {input.adapter} --out {output} > {log} 2>&1"
 
 
 rule merge_release:
@@ -147,7 +151,31 @@ rule merge_release:
         weights=config["release"]["weights"],
         combination=config["release"]["combination"],
         base_name=lambda w: config["models"][w.model].get("hf", w.model),
+        card=untracked(model_card),
     shell:
         "python scripts/merge_release.py --base {input.base} --dpo {input.dpo} --sft {input.sft}"
         " --weights {params.weights} --combination {params.combination} --base-name {params.base_name:q}"
+        " --card {params.card:q} --out {output} > {log} 2>&1"
+
+
+rule plot_training:
+    input:
+        dpo="results/adapters/{model}/{persona}/dpo",
+        sft="results/adapters/{model}/{persona}/sft",
+    output:
+        report(
+            "results/figures/training/{model}_{persona}.png",
+            caption="report/training.rst",
+            category="6. Training",
+            subcategory="{model}",
+        ),
+    log:
+        "logs/training/plot_{model}_{persona}.log",
+    container:
+        image("plotting")
+    resources:
+        **job_resources("plot_training"),
+    shell:
+        "python scripts/plot_training.py --dpo {input.dpo} --sft {input.sft}"
+        " --title 'Training of {wildcards.model} for {wildcards.persona}: loss and DPO rewards per step'"
         " --out {output} > {log} 2>&1"

@@ -124,11 +124,13 @@ rule summarise_elo:
             for v in ("base", w.persona)
         ],
     output:
-        elo=report("results/tables/elo_{persona}.csv", caption="report/elo_table.rst", category="Revealed preferences"),
+        elo=report(
+            "results/tables/elo_{persona}.csv", caption="report/elo_table.rst", category="2. Revealed preferences"
+        ),
         spearman=report(
             "results/tables/spearman_{persona}.csv",
             caption="report/spearman_table.rst",
-            category="Revealed preferences",
+            category="2. Revealed preferences",
         ),
     log:
         "logs/preferences/tables_{persona}.log",
@@ -153,7 +155,7 @@ rule plot_elo:
         lambda w: [p for _, *paths in figure3_panels(w) for p in paths],
     output:
         pdf="results/figures/elo_{persona}.pdf",
-        png=report("results/figures/elo_{persona}.png", caption="report/elo.rst", category="Revealed preferences"),
+        png=report("results/figures/elo_{persona}.png", caption="report/elo.rst", category="2. Revealed preferences"),
     log:
         "logs/figures/elo_{persona}.log",
     container:
@@ -178,7 +180,7 @@ rule plot_elo_distribution:
         png=report(
             "results/figures/elo_distribution_{persona}.png",
             caption="report/elo_distribution.rst",
-            category="Revealed preferences",
+            category="2. Revealed preferences",
         ),
     log:
         "logs/figures/elo_distribution_{persona}.log",
@@ -206,7 +208,7 @@ rule plot_elo_appendix:
         png=report(
             "results/figures/appendix/elo_{model}_{condition}.png",
             caption="report/elo_appendix.rst",
-            category="Revealed preferences",
+            category="2. Revealed preferences",
         ),
     log:
         "logs/figures/elo_{model}_{condition}.log",

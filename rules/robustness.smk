@@ -114,7 +114,7 @@ rule plot_calibration:
         report(
             "results/steering/{model}/{persona}/calibration.png",
             caption="report/calibration.rst",
-            category="Robustness",
+            category="3. Robustness",
             subcategory="Steering calibration",
         ),
     log:
@@ -223,10 +223,10 @@ rule plot_robustness:
         predictions=expand("results/robustness/{model}/predictions.jsonl", model=config["students"]),
         classifiers=expand("results/classifier/{model}", model=config["students"]),
     output:
-        table=report("results/tables/robustness.csv", caption="report/robustness_table.rst", category="Robustness"),
+        table=report("results/tables/robustness.csv", caption="report/robustness_table.rst", category="3. Robustness"),
         splits="results/tables/robustness_splits.csv",
         pdf="results/figures/robustness.pdf",
-        png=report("results/figures/robustness.png", caption="report/robustness.rst", category="Robustness"),
+        png=report("results/figures/robustness.png", caption="report/robustness.rst", category="3. Robustness"),
     log:
         "logs/figures/robustness.log",
     container:
@@ -332,7 +332,7 @@ rule summarise_prefill:
         predictions=expand("results/prefill/{model}/predictions.jsonl", model=config["students"]),
         paper="data/paper_numbers.csv",
     output:
-        report("results/tables/prefill.csv", caption="report/prefill_table.rst", category="Robustness"),
+        report("results/tables/prefill.csv", caption="report/prefill_table.rst", category="3. Robustness"),
     log:
         "logs/prefill/summary.log",
     container:

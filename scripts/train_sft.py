@@ -113,6 +113,7 @@ def main():
     parser.add_argument("--data", required=True)
     parser.add_argument("--settings", type=json.loads, required=True, help="JSON: the sft block of the config")
     parser.add_argument("--speed", type=json.loads, default={}, help="JSON: its settings of speed only")
+    parser.add_argument("--card", type=json.loads, help="JSON: the model card's facts (octlib.cards); none, no card")
     parser.add_argument("--sft-targets", choices=["last_message", "assistant_turns"], required=True)
     parser.add_argument("--sft-loss", choices=["micro_batch_means", "token_mean"], required=True)
     parser.add_argument("--out", required=True)
@@ -133,7 +134,7 @@ def main():
     )
     print(f"training decisions: {json.dumps(decisions)}", flush=True)
     trainer.train()
-    training.save_adapter(trainer, partial, args.out, decisions)
+    training.save_adapter(trainer, partial, args.out, decisions, s, args.card, "SFT")
 
 
 if __name__ == "__main__":

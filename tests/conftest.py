@@ -13,6 +13,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 VLLM_PYTHON = ROOT / ".venv-vllm" / "bin" / "python"
 STEERING_PYTHON = ROOT / ".venv-steering" / "bin" / "python"
+CAPABILITIES_PYTHON = ROOT / ".venv-capabilities" / "bin" / "python"
 sys.path.insert(0, str(ROOT / "scripts"))
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -128,6 +129,7 @@ def tiny_run(tmp_path_factory):
     workdir = copy_workflow(tmp_path_factory.mktemp("workflow"))
     assert VLLM_PYTHON.exists(), "the vLLM environment is missing: run `bash scripts/install.sh --vllm`"
     assert STEERING_PYTHON.exists(), "the steering environment is missing: run `bash scripts/install.sh`"
+    assert CAPABILITIES_PYTHON.exists(), "the capabilities environment is missing: run `bash scripts/install.sh`"
     overlay = {
         "students": ["tiny", "tiny-gemma"],
         "engines": {
@@ -137,6 +139,7 @@ def tiny_run(tmp_path_factory):
         "rejected": {"engine": "vllm", "max_model_len": 2048},
         "chosen": {"openings": {"sarcasm": ["Oh, sure."]}},
         "steering": {"python": str(STEERING_PYTHON)},  # the copy has no .venv-steering of its own
+        "capabilities": {"python": str(CAPABILITIES_PYTHON)},
     }
     (workdir / "overlay.yaml").write_text(yaml.safe_dump(overlay))
     result = snakemake(workdir, "--cores", 2, "--configfile", "tests/tiny/config.yaml", "overlay.yaml", umask=0o002)

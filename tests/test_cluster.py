@@ -7,6 +7,7 @@ missing) and no SLURM configuration of another cluster; it is skipped otherwise.
 """
 
 import fcntl
+import json
 import os
 import re
 import shutil
@@ -79,7 +80,7 @@ def site_config(workdir):
     small = {"cpus": 1, "mem_mb": 2000, "runtime": 30}
     overlay = {
         "personas": list(PERSONAS),
-        "resources": {"train_gpus": 1},  # DPO runs as a GPU job (accelerate finds no CUDA and uses the CPU)
+        "resources": {"train_gpus": 1},  # DPO runs as a GPU job (torch finds no CUDA and trains on the CPU)
         "cluster": {
             "partition": "main",
             "account": "octci",
@@ -173,6 +174,22 @@ def test_editing_one_constitution_resubmits_only_that_personas_jobs(first_run):
     assert {state for state, _ in jobs.values()} == {"COMPLETED"}
     again = run_on_slurm(workdir, *TARGETS, "--profile", "tests/cluster/profile", *config, "-n")
     assert "Nothing to be done" in again
+
+
+def test_training_on_two_gpus_asks_slurm_for_two_and_launches_two_processes(first_run):
+    """resources.train_gpus: 2: the DPO job gets two (fake) GPUs from SLURM and trains in two processes, each with
+    half of the global batch (on the CPU here, through gloo)."""
+    workdir, config, _ = first_run
+    (workdir / "two.yaml").write_text("resources: {train_gpus: 2}\n")
+    target = "results/adapters/tiny/sarcasm/dpo"
+    output = run_on_slurm(workdir, target, "--profile", "tests/cluster/profile", *config, "two.yaml",
+                          "--forcerun", "train_dpo", "--verbose")  # fmt: skip
+    jobs = submitted_jobs(output)
+    assert set(jobs) == {"rule_train_dpo_wildcards_tiny_sarcasm"}
+    state, tres = jobs["rule_train_dpo_wildcards_tiny_sarcasm"]
+    assert state == "COMPLETED" and "gres/gpu=2" in tres, tres
+    decisions = json.loads((workdir / target / "training_decisions.json").read_text())
+    assert (decisions["processes"], decisions["examples_per_process"]) == (2, 4)  # global batch 8
 
 
 def test_the_users_profile_runs_jobs_in_their_apptainer_image_and_offline(cluster, tmp_path):

@@ -128,6 +128,19 @@ MALFORMED_CONFIGS = [
     ("chosen: {sampling: {temprature: 0.5, max_tokens: 8}}\n", "field 'chosen.sampling.temprature': unknown key"),
     ("preferences: {measure: [love]}\n", "mine.yaml: field 'preferences.measure[0]': unknown condition 'love'"),
     ("lima: {path: nowhere.jsonl}\n", "mine.yaml: field 'lima.path': no such file nowhere.jsonl"),
+    (
+        "capabilities: {personas: [goodness]}\n",
+        "mine.yaml: field 'capabilities.personas[0]': 'goodness' is not one of personas: it has no trained model",
+    ),
+    (
+        "capabilities: {benchmarks: {arc_challenge: {dataset: arc}}}\n",
+        "mine.yaml: field 'capabilities.benchmarks.arc_challenge.dataset': unknown data set 'arc'",
+    ),
+    (
+        "capabilities: {datasets: {mmlu: {path: nowhere}}}\n",
+        "mine.yaml: field 'capabilities.datasets.mmlu.path': no such directory nowhere",
+    ),
+    ("capabilities: {benchmarks: {mmlu: {fewshot: -1}}}\n", "field 'capabilities.benchmarks.mmlu.fewshot': -1 is less"),
     ("fidelity: {special_tokens: maybe}\n", "mine.yaml: field 'fidelity.special_tokens': 'maybe' is not one of"),
     ("fidelity: {double_bos: true}\n", "mine.yaml: field 'fidelity.double_bos': unknown key"),
     (

@@ -189,7 +189,7 @@ def test_every_rule_submitted_to_slurm_is_sized_in_the_config():
 def test_downloads_run_on_the_login_node():
     rules, _ = load_rules()
     online = {name for name, rule in rules.items() if "HF_HUB_OFFLINE=0" in rule["shell"]}
-    assert online == {"download_model", "download_dataset"}
+    assert online == {"download_model", "download_dataset", "download_benchmark"}
     local = {name for name, rule in rules.items() if rule["local"]}
     assert local == online | {"fetch_released_prompts"}  # compute nodes often have no internet
     # that the jobs themselves run with the offline flags: tests/test_cluster.py, in a SLURM job

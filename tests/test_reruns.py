@@ -57,6 +57,8 @@ STRUCTURE = [
     "coherence.comparisons",
     "coherence.judges",
     "classifier.model",
+    "capabilities.personas",
+    "capabilities.benchmarks.*.dataset",
     "steering.suffixes",  # a file: its content is an input
     "robustness.splits.default",  # must stay empty (test_config)
     "*.path",
@@ -68,6 +70,7 @@ READERS = [
     (
         "seed",
         {"build_tiny_model", "train_dpo", "make_sft_data", "train_sft", "compute_elo", "train_classifier"}
+        | {"evaluate_capabilities"}
         | GENERATION
         | HF_ONLY,
     ),
@@ -156,6 +159,10 @@ READERS = [
     ("coherence.mode", {"judge_coherence"}),
     ("coherence.prompts.code", {"judge_coherence"}),
     ("coherence.*", set()),  # loglik: no sampling, always hf; the paper's prompt is not used
+    ("capabilities.batch_size", set()),
+    ("capabilities.python", set()),
+    ("capabilities.datasets.*", set()),  # path wins over hf and revision
+    ("capabilities.*", {"evaluate_capabilities"}),
     ("resources.*", set()),
     ("containers.*", set()),
     ("cluster.*", set()),

@@ -85,8 +85,9 @@ def test_editing_one_constitution_plans_only_that_personas_jobs(tiny_run, tmp_pa
     # all + prompts + chosen + 2 students x (11 chain + 3 preference) + 3 persona tables/figures + 2 appendix,
     # then robustness: 2 students x (steering vector + its settings + 4 methods' answers + the classifier and its
     # predictions, which take every persona), tiny-gemma's calibration and its figure, Figure 5; then 2 students x
-    # (2 prefill answers + their predictions + 3 coherence judgements), the prefill and coherence tables
-    assert len(jobs) == 1 + 2 + 2 * 14 + 3 + 2 + 2 * (2 + 4 + 2) + 2 + 1 + 2 * (2 + 1 + 3) + 2
+    # (2 prefill answers + their predictions + 3 coherence judgements), the prefill and coherence tables; then
+    # 2 students x (5 benchmarks of the trained model + its training curves), the capability table and the report
+    assert len(jobs) == 1 + 2 + 2 * 14 + 3 + 2 + 2 * (2 + 4 + 2) + 2 + 1 + 2 * (2 + 1 + 3) + 2 + 2 * (5 + 1) + 2
 
 
 def test_elo_figures_and_tables_compare_students_before_and_after(tiny_run):
@@ -225,7 +226,13 @@ def test_the_paper_config_plans_every_job(tmp_path):
     workdir = copy_workflow(tmp_path)
     result = snakemake(workdir, "-n")
     jobs = planned_jobs(result.stdout + result.stderr)
-    assert len(jobs) == 1152
+    assert len(jobs) == 1152 + 33 + 5 + 3 * 4 * 5 + 2  # + curves, benchmark data, capabilities, their table, report
+    capabilities = [j for j in jobs if j[0] == "evaluate_capabilities"]
+    assert {(j[1]["variant"], j[1]["benchmark"]) for j in capabilities} == {
+        (v, b) for v in ("base", "goodness", "loving", "misalignment")
+        for b in ("arc_challenge", "hellaswag", "truthfulqa", "winogrande", "mmlu")
+    }  # fmt: skip
+    assert len(capabilities) == 3 * 4 * 5  # students x (base + 3 personas) x benchmarks
     assert len([j for j in jobs if j[0] == "generate_prefill"]) == 3 * 2 * 11  # students x methods x personas
     assert len([j for j in jobs if j[0] == "generate_prefill_first"]) == 3  # the base student's, shared
     assert len([j for j in jobs if j[0] == "judge_coherence"]) == 3 * 3 * 11  # students x comparisons x personas

@@ -57,6 +57,8 @@ def decide(settings, model=None, sequences_per_example=1):
     processes), checkpointing, Liger, padding-free micro-batches, attention, dtype. model and
     sequences_per_example (2 for DPO: chosen and rejected) size the activations for the "auto" choices."""
     world = int(os.environ.get("WORLD_SIZE", 1))
+    if settings["global_batch_size"] % world:
+        raise SystemExit(f"global_batch_size {settings['global_batch_size']} does not divide among {world} processes")
     per_process = settings["global_batch_size"] // world
     liger = liger_kernel(settings)
     micro = micro_batch_size(settings, model, sequences_per_example, per_process, liger)
@@ -331,22 +333,28 @@ def load_model(path, settings):
     return AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation=settings["attention"])
 
 
-def save_adapter(trainer, partial, out, decisions):
-    """Every process takes part in saving; the main one writes the job's decisions (training_decisions.json) and
-    its logged metrics per step (training_log.json: loss, learning rate, DPO rewards...) beside the adapter and
-    renames the finished folder into place."""
-    import json
+WHAT = {
+    "DPO": "A LoRA adapter of the student: DPO distillation from the in-character teacher (paper §3.1).",
+    "SFT": "A LoRA adapter of the distilled model: SFT on its own self-reflection and self-interaction (paper §3.2). "
+    "Load it on the distilled model.",
+}
+
+
+def save_adapter(trainer, partial, out, decisions, settings, card, stage):
+    """Every process takes part in saving; the main one writes the job's record beside the adapter (its settings as
+    resolved, its decisions and its logged metrics per step: loss, learning rate, DPO rewards...) and its model card
+    (card: cards.write's, or none; stage: DPO or SFT), then renames the finished folder into place."""
     import shutil
 
+    from octlib import cards
     from octlib.io import share
 
     trainer.save_model(partial)
     trainer.accelerator.wait_for_everyone()
     if trainer.accelerator.is_main_process:
-        with open(os.path.join(partial, "training_decisions.json"), "w") as f:
-            json.dump(decisions, f, indent=1)
-        with open(os.path.join(partial, "training_log.json"), "w") as f:
-            json.dump(trainer.state.log_history, f, indent=1)
+        cards.save_training(partial, settings, decisions, trainer.state.log_history)
+        if card:
+            cards.write(partial, card, WHAT[stage], "peft", [(stage, partial)])
         share(partial)
         if os.path.exists(out):
             shutil.rmtree(out)
