@@ -224,8 +224,16 @@ def validate_everything():
             problem([dataset, "path"], f"no such file {config[dataset]['path']}")
     capabilities = config["capabilities"]
     for i, persona in enumerate(capabilities["personas"]):
-        if persona not in personas:
-            problem(["capabilities", "personas", i], f"{persona!r} is not one of personas: it has no trained model")
+        if not constitution_path(persona).exists():
+            problem(
+                ["capabilities", "personas", i],
+                f"unknown persona {persona!r}: {constitution_path(persona)} does not exist",
+            )
+    for i, benchmark in enumerate(capabilities["measure"]):
+        if benchmark not in capabilities["benchmarks"]:
+            problem(
+                ["capabilities", "measure", i], f"unknown benchmark {benchmark!r} (not under capabilities.benchmarks)"
+            )
     for name, benchmark in capabilities["benchmarks"].items():
         if benchmark["dataset"] not in capabilities["datasets"]:
             problem(
@@ -280,7 +288,7 @@ wildcard_constraints:
     method=alternatives(config["robustness"]["methods"] + config["prefill"]["methods"]),
     judge=alternatives(config["coherence"]["judges"]),
     comparison=alternatives(config["coherence"]["comparisons"]),
-    benchmark=alternatives(config["capabilities"]["benchmarks"]),
+    benchmark=alternatives(config["capabilities"]["measure"]),
 
 
 # ---- models and data ---------------------------------------------------------------------------------------
@@ -808,12 +816,14 @@ def capability_settings():
 
 
 def capability_results():
-    """(model, variant, benchmark, path) of every capability result: each student, base and trained."""
+    """(model, variant, benchmark, path) of every capability result: each student, base and trained for those of
+    capabilities.personas that the config trains."""
+    trained = [p for p in config["capabilities"]["personas"] if p in config["personas"]]
     return [
         (model, variant, benchmark, f"results/capabilities/{model}/{variant}/{benchmark}.json")
         for model in config["students"]
-        for variant in ["base", *config["capabilities"]["personas"]]
-        for benchmark in config["capabilities"]["benchmarks"]
+        for variant in ["base", *trained]
+        for benchmark in config["capabilities"]["measure"]
     ]
 
 
@@ -827,7 +837,7 @@ def report_tables():
         ("robustness", config["robustness"]["methods"]),
         ("prefill", config["prefill"]["methods"]),
         ("coherence", config["coherence"]["comparisons"]),
-        ("capabilities", config["capabilities"]["benchmarks"]),
+        ("capabilities", config["capabilities"]["measure"]),
     ):
         if built:
             tables.append((name, f"results/tables/{name}.csv"))
@@ -840,7 +850,7 @@ def report_skipped():
         "robustness": (config["robustness"]["methods"], "robustness.methods is empty"),
         "prefill": (config["prefill"]["methods"], "prefill.methods is empty"),
         "coherence": (config["coherence"]["comparisons"], "coherence.comparisons is empty"),
-        "capabilities": (config["capabilities"]["benchmarks"], "capabilities.benchmarks is empty"),
+        "capabilities": (config["capabilities"]["measure"], "capabilities.measure is empty"),
     }
     return [x for name, (built, reason) in why.items() if not built for x in ("--skipped", name, reason)]
 
@@ -964,6 +974,6 @@ def get_final_targets():
     evaluations = ["results/tables/prefill.csv"] if config["prefill"]["methods"] else []
     if config["coherence"]["comparisons"]:
         evaluations += ["results/tables/coherence.csv", "results/figures/coherence.pdf"]
-    if config["capabilities"]["benchmarks"]:
+    if config["capabilities"]["measure"]:
         evaluations += ["results/tables/capabilities.csv", "results/figures/capabilities.pdf"]
     return models + preferences + appendix + robustness + evaluations + ["results/report/reproduction.md"]

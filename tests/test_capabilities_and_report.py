@@ -118,7 +118,7 @@ def test_the_report_sets_our_numbers_beside_the_papers_and_lists_the_rest_as_not
     markdown, page = tmp_path / "reproduction.md", tmp_path / "reproduction.html"
     run_script("report_reproduction.py", "--table", "prefill", prefill, "--table", "spearman_loving", spearman,
                "--skipped", "coherence", "coherence.comparisons is empty", "--skipped", "robustness", "robustness.methods is empty",
-               "--skipped", "capabilities", "capabilities.benchmarks is empty", "--paper", ROOT / "data/paper_numbers.csv",
+               "--skipped", "capabilities", "capabilities.measure is empty", "--paper", ROOT / "data/paper_numbers.csv",
                "--provenance", PROVENANCE, "--markdown", markdown, "--html", page)  # fmt: skip
     text = markdown.read_text()
     sections = re.findall(r"^## (.*)$", text, flags=re.M)
@@ -132,7 +132,7 @@ def test_the_report_sets_our_numbers_beside_the_papers_and_lists_the_rest_as_not
     assert "| llama-3.1-8b-it/qwen-2.5-7b-it | loving | like | 0.8 | 0.8931 |" in text
     assert re.search(r"\| mean \| loving \| like \| 0\.8737", text)
     assert "| qwen-2.5-7b-it: before vs after | loving | like | 0.7 | — | — |" in text  # none published
-    for reason in ("coherence.comparisons is empty", "robustness.methods is empty", "capabilities.benchmarks is empty"):
+    for reason in ("coherence.comparisons is empty", "robustness.methods is empty", "capabilities.measure is empty"):
         assert f"Not computed in this configuration: {reason}." in text
     assert "ab" * 32 in text and "`sft_loss: micro_batch_means`" in text and "`lm-eval==0.4.13`" in text
     tables = sum(line.startswith("|---") for line in text.splitlines())

@@ -129,8 +129,12 @@ MALFORMED_CONFIGS = [
     ("preferences: {measure: [love]}\n", "mine.yaml: field 'preferences.measure[0]': unknown condition 'love'"),
     ("lima: {path: nowhere.jsonl}\n", "mine.yaml: field 'lima.path': no such file nowhere.jsonl"),
     (
-        "capabilities: {personas: [goodness]}\n",
-        "mine.yaml: field 'capabilities.personas[0]': 'goodness' is not one of personas: it has no trained model",
+        "capabilities: {personas: [stoic]}\n",
+        "mine.yaml: field 'capabilities.personas[0]': unknown persona 'stoic'",
+    ),
+    (
+        "capabilities: {measure: [gsm8k]}\n",
+        "mine.yaml: field 'capabilities.measure[0]': unknown benchmark 'gsm8k' (not under capabilities.benchmarks)",
     ),
     (
         "capabilities: {benchmarks: {arc_challenge: {dataset: arc}}}\n",

@@ -57,6 +57,7 @@ STRUCTURE = [
     "coherence.comparisons",
     "coherence.judges",
     "classifier.model",
+    "capabilities.measure",
     "capabilities.personas",
     "capabilities.benchmarks.*.dataset",
     "steering.suffixes",  # a file: its content is an input
