@@ -224,7 +224,9 @@ rule plot_robustness:
         classifiers=expand("results/classifier/{model}", model=config["students"]),
     output:
         table=report("results/tables/robustness.csv", caption="report/robustness_table.rst", category="3. Robustness"),
-        splits="results/tables/robustness_splits.csv",
+        splits=report(
+            "results/tables/robustness_splits.csv", caption="report/robustness_splits.rst", category="3. Robustness"
+        ),
         pdf="results/figures/robustness.pdf",
         png=report("results/figures/robustness.png", caption="report/robustness.rst", category="3. Robustness"),
     log:

@@ -219,7 +219,7 @@ def test_the_snakemake_report_of_the_tiny_run_opens_in_chromium_with_every_figur
     assert {"elo_loving.png", "elo_sarcasm.png", "elo_loving.csv", "spearman_loving.csv"} <= files[
         "2. Revealed preferences"
     ]
-    assert {"robustness.png", "robustness.csv", "prefill.csv"} <= files["3. Robustness"]
+    assert {"robustness.png", "robustness.csv", "robustness_splits.csv", "prefill.csv"} <= files["3. Robustness"]
     assert files["4. Coherence"] == {"coherence.png", "coherence.csv"}
     assert files["5. Capabilities"] == {"capabilities.png", "capabilities.csv"}
     assert files["6. Training"] == {f"{m}_{p}.png" for m in ("tiny", "tiny-gemma") for p in ("loving", "sarcasm")}
