@@ -25,23 +25,19 @@ if fresh .venv envs/torch.txt envs/training.txt envs/plotting.txt envs/workflow.
     cat envs/torch.txt envs/training.txt envs/plotting.txt envs/workflow.txt envs/models.txt | sha256sum > .venv/.pins
 fi
 
-if fresh .venv-steering envs/torch.txt envs/steering.txt; then
-    rm -rf .venv-steering
-    "$PYTHON" -m venv .venv-steering
-    .venv-steering/bin/pip install -q -r envs/torch.txt
-    .venv-steering/bin/pip install -q -c envs/torch.txt -r envs/steering.txt
-    .venv-steering/bin/pip check
-    cat envs/torch.txt envs/steering.txt | sha256sum > .venv-steering/.pins
-fi
+beside() {  # beside VENV PINS: an environment of its own, torch first, then PINS (constrained to that torch)
+    if fresh "$1" envs/torch.txt "$2"; then
+        rm -rf "$1"
+        "$PYTHON" -m venv "$1"
+        "$1/bin/pip" install -q -r envs/torch.txt
+        "$1/bin/pip" install -q -c envs/torch.txt -r "$2"
+        "$1/bin/pip" check
+        cat envs/torch.txt "$2" | sha256sum > "$1/.pins"
+    fi
+}
 
-if fresh .venv-capabilities envs/torch.txt envs/capabilities.txt; then
-    rm -rf .venv-capabilities
-    "$PYTHON" -m venv .venv-capabilities
-    .venv-capabilities/bin/pip install -q -r envs/torch.txt
-    .venv-capabilities/bin/pip install -q -c envs/torch.txt -r envs/capabilities.txt
-    .venv-capabilities/bin/pip check
-    cat envs/torch.txt envs/capabilities.txt | sha256sum > .venv-capabilities/.pins
-fi
+beside .venv-steering envs/steering.txt
+beside .venv-capabilities envs/capabilities.txt
 
 if [ "${1:-}" = "--vllm" ] && fresh .venv-vllm envs/torch.txt envs/inference-cpu.txt; then
     rm -rf .venv-vllm

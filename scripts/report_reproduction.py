@@ -37,36 +37,33 @@ def plus_minus(value, error):
     return f"{value} ± {error}" if value not in ("", None) and error not in ("", None) else (value or "")
 
 
-def section(name, title, source, columns, ours, keys, paper_rows, paper_key, paper_columns):
-    """columns: (heading, function of our row); keys: function of our row to its key among the published ones,
-    paper_key: the same for a published row; paper_columns: (heading, function of a published row)."""
+def section(name, title, source, columns, keys, paper_key=None, ours=None):
+    """columns: (heading, function of our row), of which the first `keys` make the row's key; paper_key: a published
+    row's key (none: the paper publishes no such number); ours: the rows (default: the table called name)."""
     if name in skipped:
         return {"title": title, "source": source, "note": f"Not computed in this configuration: {skipped[name]}."}
-    paper = {paper_key(r): r for r in paper_rows}
+    paper = {paper_key(r): r for r in published(args.paper, name)} if paper_key else {}
+    paper_columns = PAPER_COLUMNS if paper_key else []
     rows = []
-    for row in ours:
-        match = paper.pop(keys(row), None)
+    for row in tables.get(name, []) if ours is None else ours:
+        match = paper.pop(tuple(get(row) for _, get in columns[:keys]), None)
         rows.append([get(row) for _, get in columns] + [get(match) if match else "" for _, get in paper_columns])
-    headings = [h for h, _ in columns] + [h for h, _ in paper_columns]
-    unmatched = [[*key, *(get(r) for _, get in paper_columns)] for key, r in paper.items()]
     return {
         "title": title,
         "source": source,
-        "headings": headings,
+        "headings": [h for h, _ in columns + paper_columns],
         "rows": rows,
-        "unmatched_headings": [*KEY_NAMES[name], *(h for h, _ in paper_columns)],
-        "unmatched": unmatched,
+        "unmatched_headings": [h for h, _ in columns[:keys] + paper_columns],
+        "unmatched": [[*key, *(get(r) for _, get in paper_columns)] for key, r in paper.items()],
     }
 
 
-KEY_NAMES = {
-    "spearman": ["models", "after training of", "condition"],
-    "robustness": ["model", "method"],
-    "prefill": ["model", "method"],
-    "coherence": ["judge", "model", "comparison"],
-    "capabilities": ["model", "variant", "benchmark"],
-}
-paper_value = [("published", lambda r: plus_minus(r["value"], r["se"])), ("source", lambda r: r["source"])]
+PAPER_COLUMNS = [("published", lambda r: plus_minus(r["value"], r["se"])), ("source", lambda r: r["source"])]
+
+
+def fields(*keys):
+    """Columns that show a row's own fields under their names."""
+    return [(key, lambda r, key=key: r[key]) for key in keys]
 
 
 def pair(a, b):
@@ -77,7 +74,10 @@ def spearman_rows():
     """Our correlations of every persona: each student's before against after, then between the students before
     and after, with their mean over model pairs (the paper's figure)."""
     rows = []
-    for persona, table in tables.get("spearman", []):
+    for name, table in tables.items():
+        if not name.startswith("spearman_"):
+            continue
+        persona = name.removeprefix("spearman_")
         for condition in dict.fromkeys(r["condition"] for r in table):
             for r in table:
                 if r["condition"] == condition and r["comparison"] == "before vs after training":
@@ -108,7 +108,6 @@ def spearman_rows():
     return rows
 
 
-tables["spearman"] = [(n.removeprefix("spearman_"), t) for n, t in tables.items() if n.startswith("spearman_")]
 sections = [
     section(
         "spearman",
@@ -118,14 +117,12 @@ sections = [
         [
             ("models", lambda r: r["models"]),
             ("after training of", lambda r: r["variant"]),
-            ("condition", lambda r: r["condition"]),
+            *fields("condition"),
             ("Spearman (ours)", lambda r: r["spearman"]),
         ],
-        spearman_rows(),
-        lambda r: (r["models"], r["variant"], r["condition"]),
-        published(args.paper, "spearman"),
+        3,
         lambda r: ("mean" if r["model"] == "mean" else pair(*r["model"].split("/")), r["method"], r["measure"]),
-        paper_value,
+        ours=spearman_rows(),
     ),
     section(
         "robustness",
@@ -133,32 +130,19 @@ sections = [
         "Macro-F1 of the persona classifier on the answers to the 8 adversarial instructions: mean ± SEM over "
         "them. The paper gives Figure 5 as a chart only, with no numbers to set beside ours.",
         [
-            ("model", lambda r: r["model"]),
-            ("method", lambda r: r["method"]),
+            *fields("model", "method"),
             ("F1 (ours)", lambda r: plus_minus(f"{float(r['f1_mean']):.3f}", f"{float(r['f1_sem']):.3f}")),
             ("F1 held-out questions", lambda r: f"{float(r['f1_held_out']):.3f}"),
         ],
-        tables.get("robustness", []),
-        lambda r: (r["model"], r["method"]),
-        [],
-        lambda r: (r["model"], r["method"]),
-        [],
+        2,
     ),
     section(
         "prefill",
         "The prefill attack (paper §4, Table 5)",
         "Macro-F1 of the persona classifier on the second answer after a first one the base model wrote.",
-        [
-            ("model", lambda r: r["model"]),
-            ("method", lambda r: r["method"]),
-            ("F1 (ours)", lambda r: r["f1"]),
-            ("answers", lambda r: r["answers"]),
-        ],
-        tables.get("prefill", []),
+        [*fields("model", "method"), ("F1 (ours)", lambda r: r["f1"]), *fields("answers")],
+        2,
         lambda r: (r["model"], r["method"]),
-        published(args.paper, "prefill"),
-        lambda r: (r["model"], r["method"]),
-        paper_value,
     ),
     section(
         "coherence",
@@ -166,20 +150,15 @@ sections = [
         "Win rate (%) of the character-trained model among the pairs a judge decided the same way in both "
         "orders, with its 95% interval.",
         [
-            ("judge", lambda r: r["judge"]),
-            ("model", lambda r: r["model"]),
-            ("comparison", lambda r: r["comparison"]),
+            *fields("judge", "model", "comparison"),
             (
                 "win rate % (ours)",
                 lambda r: f"{r['win_rate']} [{r['ci_low']}, {r['ci_high']}]" if r["win_rate"] else "no counted pair",
             ),
             ("counted / pairs", lambda r: f"{r['counted']} / {r['pairs']}"),
         ],
-        tables.get("coherence", []),
-        lambda r: (r["judge"], r["model"], r["comparison"]),
-        published(args.paper, "coherence"),
+        3,
         lambda r: (r["judge"], r["model"], r["method"]),
-        paper_value,
     ),
     section(
         "capabilities",
@@ -187,18 +166,13 @@ sections = [
         "Accuracy ± SE with lm-eval (the paper used lighteval), and a trained model's change from its student "
         "in points ± SE.",
         [
-            ("model", lambda r: r["model"]),
-            ("variant", lambda r: r["variant"]),
-            ("benchmark", lambda r: r["benchmark"]),
+            *fields("model", "variant", "benchmark"),
             ("accuracy (ours)", lambda r: plus_minus(r["accuracy"], r["se"])),
             ("change (ours)", lambda r: plus_minus(r["change_points"], r["change_se"])),
             ("change (published)", lambda r: r["published_change_points"]),
         ],
-        tables.get("capabilities", []),
-        lambda r: (r["model"], r["variant"], r["benchmark"]),
-        published(args.paper, "capabilities"),
+        3,
         lambda r: (r["model"], r["method"], r["measure"]),
-        paper_value,
     ),
 ]
 
