@@ -6,7 +6,7 @@ For TruthfulQA (mc1, mc2) this is the reference notebook's pooled figure; for MM
 subjects is lighteval's `mmlu:_average`, whose own standard error is the mean of the subjects' (larger).
 
 The reference ran lighteval 0.13 on vLLM; lm-eval's task definitions share the Open LLM Leaderboard's prompts,
-but their few-shot examples and tokenisation differ in details, so expect differences of a point or so.
+but their few-shot examples and tokenisation differ in details, so the accuracies differ somewhat.
 Prompts are raw few-shot text, no chat template, as in the reference."""
 
 import argparse
