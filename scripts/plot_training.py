@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 parser = argparse.ArgumentParser(description=__doc__)
 parser.add_argument("--dpo", required=True, help="the DPO adapter's folder")
@@ -35,6 +36,7 @@ sft_ax.plot([e["step"] for e in sft], [e["loss"] for e in sft], marker=".", colo
 sft_ax.set_title("SFT: loss")
 for ax, ylabel in ((loss_ax, "loss"), (reward_ax, "reward (β · log-ratio)"), (sft_ax, "loss")):
     ax.set_xlabel("optimizer step")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(ylabel)
     ax.legend()
 fig.suptitle(args.title)
