@@ -52,6 +52,7 @@ fi
 # The report test opens `snakemake --report` in a browser: Debian's chromium, installed with the test environments
 if [ "${1:-}" = "--vllm" ] && ! command -v chromium >/dev/null; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        export DEBIAN_FRONTEND=noninteractive
         apt-get install -y -q chromium >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }
     else
         echo "install Debian's chromium (apt install chromium) for the report test" >&2
