@@ -426,8 +426,7 @@ def judge_name(model):
 ENGINE_SHAPING = {"hf": ("batch_size", "dtype"), "vllm": ("dtype",)}  # openai: see api_of
 
 # Training settings that change only speed or memory, not the optimised objective or its data.
-TRAINING_SPEED = ("micro_batch_size", "gradient_checkpointing", "liger_kernel", "sort_by_length", "attention")
-DPO_SPEED = TRAINING_SPEED + ("padding_free",)
+TRAINING_SPEED = ("micro_batch_size", "gradient_checkpointing", "liger_kernel", "sort_by_length", "padding_free", "attention")
 
 
 def untracked(value):
@@ -517,8 +516,7 @@ def preference_run(wildcards):
 def training_settings(stage, model):
     """The training block less its speed settings and save_dtype (which is the fold's), with the seed and the
     model's LoRA targets."""
-    speed = DPO_SPEED if stage == "dpo" else TRAINING_SPEED
-    settings = {k: v for k, v in config[stage].items() if k not in speed and k != "save_dtype"}
+    settings = {k: v for k, v in config[stage].items() if k not in TRAINING_SPEED and k != "save_dtype"}
     settings["seed"] = config["seed"]
     settings["lora_target_modules"] = lora_targets(model, stage)
     return json.dumps(settings)
@@ -526,8 +524,7 @@ def training_settings(stage, model):
 
 def training_speed(stage):
     """The training block's speed settings."""
-    speed = DPO_SPEED if stage == "dpo" else TRAINING_SPEED
-    return json.dumps({k: config[stage][k] for k in speed if k in config[stage]})
+    return json.dumps({k: config[stage][k] for k in TRAINING_SPEED})
 
 
 def training_launch():

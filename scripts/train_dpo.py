@@ -48,10 +48,6 @@ class CharacterDPOTrainer(training.Speedups, DPOTrainer):
 
     def __init__(self, *args, nll_coef, sq_coef, decisions, **kwargs):
         self.nll_coef, self.sq_coef = nll_coef, sq_coef
-        model = kwargs["model"]
-        if decisions["padding_free"] and model.device.type == "cuda" and model.dtype == torch.bfloat16:
-            # else padded: SDPA's flash kernel, no mask
-            decisions["padding_free"] = training.use_varlen_attention(model)
         super().__init__(*args, **kwargs)
         if decisions["padding_free"]:
             self.data_collator = training.PackRows(self.data_collator)
@@ -124,6 +120,7 @@ def tokenize_pairs(tokenizer, pairs, max_len):
 def build_trainer(model, tokenizer, examples, s, out, decisions=None):
     """The trainer, and the decisions it runs with (training.decide; padding-free can fall back to padded)."""
     decisions = decisions or training.decide(s, model, 2)
+    training.pack_with_varlen(model, decisions)
     config = DPOConfig(**training.trainer_arguments(s, out, decisions), beta=s["beta"], loss_type=["sigmoid"])
     trainer = CharacterDPOTrainer(
         model=model,

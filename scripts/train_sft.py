@@ -15,6 +15,7 @@ from octlib import training
 from octlib.io import read_jsonl
 from transformers import AutoTokenizer
 from trl import SFTConfig, SFTTrainer
+from trl.trainer.utils import add_fused_lm_head
 
 
 def last_message_example(tokenizer, messages, max_len):
@@ -56,33 +57,36 @@ class WithWeights:
 
 
 class CharacterSFTTrainer(training.Speedups, SFTTrainer):
-    """SFTTrainer whose loss, with loss_group, is OpenRLHF's: the token mean of each group of loss_group
-    consecutive examples of a step's shuffle (the reference's micro-batch), averaged over the step, whatever
-    micro-batches this trainer runs. Without it, TRL's: one token mean over the step."""
+    """SFTTrainer whose loss weighs every target token by the Steps sampler's weights: the token mean of each group
+    of loss_group consecutive examples of a step's shuffle, averaged over the step (OpenRLHF's, its micro-batch as
+    the group), or with a group of the whole step, one token mean over the step (TRL's). The loss is thus the same
+    whatever micro-batches run, padded or padding-free (one row of the micro-batch's transcripts, TRL's collator),
+    and no metric is read from the GPU each micro-batch."""
 
-    def __init__(self, *args, loss_group=None, **kwargs):
+    def __init__(self, *args, loss_group, **kwargs):
         self.loss_group = loss_group
         super().__init__(*args, **kwargs)
-        if loss_group:
-            self.loss_is_scaled_for_ga = True  # the weights sum to one over the step: no division by accumulation
-            self.data_collator = WithWeights(self.data_collator, self)
+        self.loss_is_scaled_for_ga = True  # the weights sum to one over the step: no division by accumulation
+        self.data_collator = WithWeights(self.data_collator, self)
+        # TRL's fused LM head also computes entropy and top-1 hits for its metrics: log-probs are all this loss needs
+        add_fused_lm_head(self.model.get_base_model())
 
     def _get_train_sampler(self, train_dataset=None):
-        if not self.loss_group:
-            return super()._get_train_sampler(train_dataset)
         dataset = self.train_dataset if train_dataset is None else train_dataset
         targets = [sum(label != -100 for label in labels[1:]) for labels in dataset["labels"]]
         self.sampler = self.steps_sampler(dataset, group=self.loss_group, targets=targets)
         return self.sampler
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        if not self.loss_group:
-            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         weights = inputs.pop("loss_weight")
+        if "cu_seq_lens_q" in inputs:  # padding-free: each transcript's weight on each of its tokens
+            weights = weights.repeat_interleave(inputs["cu_seq_lens_q"].diff().to(weights.device))[None, 1:]
+        else:
+            weights = weights[:, None]
         with torch.autocast(self.args.device.type, torch.bfloat16, enabled=self.args.bf16):
             outputs = model(**inputs, use_cache=False, fused_lm_head=True)
         # DDP averages the gradients of the processes, each of which holds its share of the step's weights
-        loss = -(outputs.log_probs.float() * weights[:, None].to(outputs.log_probs.device)).sum()
+        loss = -(outputs.log_probs.float() * weights.to(outputs.log_probs.device)).sum()
         loss = loss * self.accelerator.num_processes
         return (loss, outputs) if return_outputs else loss
 
@@ -91,14 +95,16 @@ def build_trainer(model, tokenizer, examples, s, out, sft_loss="token_mean"):
     """The trainer, and the decisions it runs with (training.decide). sft_loss: micro_batch_means (OpenRLHF's,
     over groups of s["reference_micro_batch_size"]) or token_mean."""
     decisions = training.decide(s, model)
-    config = SFTConfig(**training.trainer_arguments(s, out, decisions), dataset_kwargs={"skip_prepare_dataset": True})
-    group = s["reference_micro_batch_size"] if sft_loss == "micro_batch_means" else None
-    if group:
-        examples = [dict(e, index=i) for i, e in enumerate(examples)]
+    training.pack_with_varlen(model, decisions)
+    arguments = training.trainer_arguments(s, out, decisions)
+    if decisions["padding_free"]:  # the examples are cut to max_length already; TRL refuses one without packing
+        arguments.update(padding_free=True, max_length=None)
+    config = SFTConfig(**arguments, dataset_kwargs={"skip_prepare_dataset": True})
+    group = s["reference_micro_batch_size"] if sft_loss == "micro_batch_means" else s["global_batch_size"]
     trainer = CharacterSFTTrainer(
         model=model,
         args=config,
-        train_dataset=Dataset.from_list(examples),
+        train_dataset=Dataset.from_list([dict(e, index=i) for i, e in enumerate(examples)]),
         processing_class=tokenizer,
         peft_config=training.lora_config(s),
         sort_by_length=decisions["sort_by_length"],

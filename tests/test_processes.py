@@ -48,9 +48,9 @@ def train(processes, stage, workdir, out):
     """One training job of the tiny run again, on `processes` CPU processes, for 4 optimizer steps."""
     adapter = workdir / f"results/adapters/tiny/loving/{stage}"
     settings = json.loads((adapter / "training_settings.json").read_text())
-    settings.update(max_steps=4, micro_batch_size="auto", sort_by_length=True)
+    # padding_free: the packed path (a block-diagonal mask on the CPU)
+    settings.update(max_steps=4, micro_batch_size="auto", sort_by_length=True, padding_free=True)
     if stage == "dpo":
-        settings["padding_free"] = True  # the packed path (a block-diagonal mask on the CPU)
         data = ["scripts/train_dpo.py", "--model", workdir / "resources/models/tiny",
                 "--pairs", workdir / "results/distillation/tiny/loving/pairs.jsonl"]  # fmt: skip
     else:

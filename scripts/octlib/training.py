@@ -71,7 +71,7 @@ def decide(settings, model=None, sequences_per_example=1):
         "gradient_accumulation_steps": per_process // micro,
         "gradient_checkpointing": gradient_checkpointing(settings, model, micro * sequences_per_example, liger),
         "liger_kernel": liger,
-        "padding_free": padding_free(settings) if "padding_free" in settings else False,
+        "padding_free": padding_free(settings),
         "sort_by_length": settings["sort_by_length"],
         "attention": settings["attention"],
         "dtype": "bfloat16" if cuda and settings["bf16"] else "float32",
@@ -230,6 +230,13 @@ def varlen_attention(module, query, key, value, attention_mask, scaling=None, dr
     return out[None], None
 
 
+def pack_with_varlen(model, decisions):
+    """Padding-free micro-batches on GPU in bf16 run through varlen_attention (elsewhere SDPA over a block-diagonal
+    mask); where the model cannot use it (use_varlen_attention), the decision falls back to padded micro-batches."""
+    if decisions["padding_free"] and model.device.type == "cuda" and model.dtype == torch.bfloat16:
+        decisions["padding_free"] = use_varlen_attention(model)
+
+
 def use_varlen_attention(model):
     """Run the model's attention through varlen_attention; False, changing nothing, where the model has sliding
     window layers and this PyTorch's varlen attention cannot window. varlen_attention is no mask interface of
@@ -299,12 +306,13 @@ class Steps(torch.utils.data.Sampler):
 
 
 class Speedups:
-    """Trainer mixin: with sort_by_length, training draws its examples through Steps; in bf16, LoRA layers keep
-    their inputs' dtype (keep_input_dtypes) and every loss runs under bf16 autocast, which that needs (accelerate
-    adds the same autocast once training starts; this one also covers calls before). On GPU, SDPA runs without
-    its cuDNN backend: cuDNN plans every new shape on the CPU (1.5-1.8 ms a call), and length-sorted micro-batches
-    bring a new shape each time, so the GPU waited; flash attention needs no plan. SFT of the 8B-shaped benchmark
-    on an H200: 6,937 -> 8,779 tokens/s, medians of 3 runs (bench/results/sft_cudnn_attention_2026-12-02_h200.md)."""
+    """Trainer mixin: training draws its examples through Steps, each step's examples sorted by length into
+    micro-batches with sort_by_length; in bf16, LoRA layers keep their inputs' dtype (keep_input_dtypes) and every
+    loss runs under bf16 autocast, which that needs (accelerate adds the same autocast once training starts; this
+    one also covers calls before). On GPU, SDPA runs without its cuDNN backend: cuDNN plans every new shape on the
+    CPU (1.5-1.8 ms a call), and length-sorted micro-batches bring a new shape each time, so the GPU waited; flash
+    attention needs no plan. SFT of the 8B-shaped benchmark on an H200: 6,937 -> 8,779 tokens/s, medians of 3 runs
+    (bench/results/sft_cudnn_attention_2026-12-02_h200.md)."""
 
     def __init__(self, *args, sort_by_length=False, **kwargs):
         self.sort_by_length = sort_by_length
@@ -325,10 +333,7 @@ class Speedups:
         return Steps(example_lengths(dataset), step, seed, sort=self.sort_by_length, **options)
 
     def _get_train_sampler(self, train_dataset=None):
-        dataset = self.train_dataset if train_dataset is None else train_dataset
-        if not self.sort_by_length:
-            return super()._get_train_sampler(train_dataset)
-        return self.steps_sampler(dataset)
+        return self.steps_sampler(self.train_dataset if train_dataset is None else train_dataset)
 
 
 def load_model(path, settings):
