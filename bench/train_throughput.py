@@ -1,21 +1,29 @@
-"""Training throughput of the DPO and SFT steps on one GPU: our training code against TRL's defaults (issue 5).
+"""Training throughput of the DPO and SFT steps on one GPU: our training code against TRL's defaults and against
+TRL tuned as its documentation suggests (issues 5 and 15). This file measures; bench/throughput_report.py reports.
 
 The student is a Llama-3.1-8B-shaped model with random weights, built on the GPU in bf16, with LoRA r64 /
 alpha 128 on every linear layer. Examples are drawn from log-normal length distributions like the paper's data
 and built by our own example builders (train_dpo.tokenize_pairs, train_sft.last_message_example) with a
-word-level tokenizer, one token per word. "ours" is train_dpo.build_trainer / train_sft.build_trainer with the
-dpo / sft blocks of config.yaml; "TRL defaults" is DPOTrainer / SFTTrainer with a default config (gradient
-checkpointing on, 8 examples per micro-batch, accumulated to the paper's global batch of 32). Every
-configuration trains the same global batch and runs in its own process, so an out-of-memory error is reported
-and the next one still runs.
+word-level tokenizer, one token per word. Every configuration trains the same global batch (the paper's 32):
 
-    python bench/train_throughput.py --out DIR --gpu-memory-gb 80 --profile "dpo ours"
-        # one GPU, about 12 minutes on an H200, planning for and capped at an H100's 80 GB
-    python bench/train_throughput.py --out DIR --only "dpo TRL defaults" "dpo ours"   # some configurations
-    python bench/train_throughput.py --merge A.json B.json --out DIR   # one report of several runs
+- "ours": train_dpo.build_trainer / train_sft.build_trainer with the dpo / sft blocks of config.yaml;
+- "TRL defaults": DPOTrainer / SFTTrainer with a default config (gradient checkpointing on, 8 examples per
+  micro-batch, accumulated to the global batch);
+- "TRL tuned": what a user would set from TRL's documentation: no gradient checkpointing, Liger's kernels,
+  our micro-batch, for SFT TRL's padding-free collator with flash_attention_2 where the flash-attn package is
+  installed (else SDPA); TRL's DPO has no padding-free mode (DPOConfig.padding_free is disabled in TRL 1.16).
+
+Each run of a configuration is its own process (an out-of-memory error is reported and the next one runs); with
+--repeats the configurations are run in turn that many times. A run times --measured optimiser steps after
+--warmup, then profiles one more step (the GPU's busy share of it), and records the job's other phases: building
+the examples, building the trainer, saving the adapter. A "load" run saves the model and times loading it.
+
+    python bench/train_throughput.py --out DIR --gpu-memory-gb 80 --repeats 3 --budget 560
+        # one H200 call under 10 minutes takes part of it: --only and several calls, then throughput_report.py
+    python bench/train_throughput.py --out DIR --only "dpo TRL tuned" "dpo ours"   # some configurations
     python bench/train_throughput.py --tiny --out DIR   # CPU dry run: a tiny model in float32
 
-Writes DIR/train_throughput_<date>_<device>.json and .md; copy them to bench/results/.
+Writes DIR/train_throughput_<date>_<device>.json (every run) and .md (the report); copy them to bench/results/.
 """
 
 import argparse
@@ -23,7 +31,6 @@ import datetime
 import json
 import math
 import os
-import re
 import shlex
 import subprocess
 import sys
@@ -59,19 +66,17 @@ LENGTHS = {
 FULL_PROMPT = {"dpo": 100, "sft": 1500}  # full-length examples: this prompt, responses filling max_length
 
 # name, stage, trainer, data, overrides of the config block; in order of importance (the budget may cut the end)
-OLD = dict(
-    micro_batch_size=2, gradient_checkpointing=False, liger_kernel=False, sort_by_length=False, padding_free=False
-)
 CONFIGS = [
-    ("dpo TRL defaults", "dpo", "trl", "realistic", {}),
+    ("dpo TRL defaults", "dpo", "trl defaults", "realistic", {}),
+    ("dpo TRL tuned", "dpo", "trl tuned", "realistic", {}),
     ("dpo ours", "dpo", "ours", "realistic", {}),
-    ("sft TRL defaults", "sft", "trl", "realistic", {}),
+    ("sft TRL defaults", "sft", "trl defaults", "realistic", {}),
+    ("sft TRL tuned", "sft", "trl tuned", "realistic", {}),
     ("sft ours", "sft", "ours", "realistic", {}),
     ("dpo ours, padded", "dpo", "ours", "realistic", dict(padding_free=False)),
+    ("sft ours, padded", "sft", "ours", "realistic", dict(padding_free=False)),
     ("dpo ours, all pairs 1024 tokens", "dpo", "ours", "full", {}),
     ("sft ours, all transcripts 3072 tokens", "sft", "ours", "full", {}),
-    ("dpo ours, settings before issue 5", "dpo", "ours", "realistic", OLD),
-    ("sft ours, settings before issue 5", "sft", "ours", "realistic", OLD),
 ]
 
 CHATML = (
@@ -139,7 +144,7 @@ def examples(stage, tokenizer, n, data, max_length):
     return [example for example in built if example is not None]
 
 
-# ---- one configuration, in its own process ------------------------------------------------------------
+# ---- one run, in its own process ----------------------------------------------------------------------------
 
 
 def measure_peak(result):
@@ -161,25 +166,40 @@ def measure_peak(result):
     result.update(peak_tflops=best / 1e12, device=torch.cuda.get_device_name(0))
 
 
-def build_model(tiny, cuda, vocab):
+def build_model(tiny, cuda, vocab, attention="sdpa"):
     import torch
     from transformers import AutoModelForCausalLM, LlamaConfig
 
     shape = dict(TINY, vocab_size=vocab) if tiny else LLAMA_8B
     with torch.device("cuda" if cuda else "cpu"):
         return AutoModelForCausalLM.from_config(
-            LlamaConfig(**shape), dtype=torch.bfloat16 if cuda else torch.float32, attn_implementation="sdpa"
+            LlamaConfig(**shape), dtype=torch.bfloat16 if cuda else torch.float32, attn_implementation=attention
         )
 
 
-def trl_default_trainer(stage, model, tokenizer, train, max_length, steps, out, cuda):
+def tuned_attention(cuda):
+    """TRL's documentation pairs padding-free training with flash attention: flash_attention_2 where the flash-attn
+    package is installed, else SDPA (which then masks the packed row block by block)."""
+    import importlib.util
+
+    return "flash_attention_2" if cuda and importlib.util.find_spec("flash_attn") else "sdpa"
+
+
+def trl_trainer(kind, stage, model, tokenizer, train, settings, micro, out, cuda):
+    """TRL's own trainer: with its defaults, or tuned as its documentation suggests (see the module's text)."""
     from datasets import Dataset
     from octlib import training
     from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
 
-    common = dict(output_dir=out, max_steps=steps, max_length=max_length, report_to="none", save_strategy="no")
-    # TRL's default micro-batch is 8, accumulated here to the global batch
-    common.update(gradient_accumulation_steps=GLOBAL_BATCH // 8, bf16=cuda, use_cpu=not cuda)
+    common = dict(output_dir=out, max_steps=settings["max_steps"], max_length=settings["max_length"],
+                  report_to="none", save_strategy="no", bf16=cuda, use_cpu=not cuda)  # fmt: skip
+    if kind == "trl defaults":
+        common.update(gradient_accumulation_steps=GLOBAL_BATCH // 8)  # TRL's micro-batch is 8
+    else:
+        common.update(per_device_train_batch_size=micro, gradient_accumulation_steps=GLOBAL_BATCH // micro,
+                      gradient_checkpointing=False, use_liger_kernel=training.liger_kernel({"liger_kernel": "auto"}))  # fmt: skip
+        if stage == "sft":  # the examples are cut to max_length already, which TRL asks for without packing
+            common.update(padding_free=True, max_length=None)
     lora = training.lora_config(LORA)
     if stage == "dpo":
 
@@ -187,86 +207,94 @@ def trl_default_trainer(stage, model, tokenizer, train, max_length, steps, out, 
             def _prepare_dataset(self, dataset, *args):
                 return dataset
 
+        trainer = PretokenizedDPOTrainer
         config = DPOConfig(**common)
-        return PretokenizedDPOTrainer(
-            model, args=config, train_dataset=Dataset.from_list(train), processing_class=tokenizer, peft_config=lora
-        )
-    config = SFTConfig(**common, dataset_kwargs={"skip_prepare_dataset": True})
-    return SFTTrainer(
-        model, args=config, train_dataset=Dataset.from_list(train), processing_class=tokenizer, peft_config=lora
-    )
+    else:
+        trainer = SFTTrainer
+        config = SFTConfig(**common, dataset_kwargs={"skip_prepare_dataset": True})
+    return trainer(model, args=config, train_dataset=Dataset.from_list(train), processing_class=tokenizer,
+                   peft_config=lora)  # fmt: skip
 
 
-def profiler_callback():
+def callbacks(warmup, measured, cuda, marks, tokens, result):
+    """A clock at the end of every optimiser step (with the tokens counted so far), and a profile of the step
+    after the measured ones: the GPU's busy share of it and the ops that take the most time."""
     import torch
     from transformers import TrainerCallback
 
-    class Profiler(TrainerCallback):
-        """Profiles the first measured step: the GPU's busy share of it and the ops that take the most time."""
+    profiled = warmup + measured
 
-        def __init__(self, warmup, cuda, result):
-            self.warmup, self.cuda, self.result = warmup, cuda, result
-            activities = [torch.profiler.ProfilerActivity.CPU] + (
-                [torch.profiler.ProfilerActivity.CUDA] if cuda else []
-            )
-            self.profiler = torch.profiler.profile(activities=activities)
-
+    class Clock(TrainerCallback):
         def on_step_begin(self, args, state, control, **kwargs):
-            if state.global_step == self.warmup:
+            if state.global_step == profiled:
+                activities = [torch.profiler.ProfilerActivity.CPU]
+                activities += [torch.profiler.ProfilerActivity.CUDA] if cuda else []
+                self.profiler = torch.profiler.profile(activities=activities)
                 self.profiler.start()
                 self.started = time.perf_counter()
 
         def on_step_end(self, args, state, control, **kwargs):
-            if state.global_step == self.warmup + 1:
-                if self.cuda:
-                    torch.cuda.synchronize()
-                wall = time.perf_counter() - self.started
-                self.profiler.stop()
-                events = self.profiler.key_averages()
-                kernels = [e for e in events if e.device_type == torch.autograd.DeviceType.CUDA]
-                busy = sum(e.self_device_time_total for e in kernels if not e.is_user_annotation) / 1e6
-                self.result.update(profiled_step_s=wall, gpu_busy_s=busy)
-                print(f"profiled step: {wall:.3f} s, GPU kernels {busy:.3f} s ({busy / wall:.0%} busy)")
-                sort = "self_device_time_total" if self.cuda else "self_cpu_time_total"
-                print(events.table(sort_by=sort, row_limit=15, max_name_column_width=60))
+            if cuda:
+                torch.cuda.synchronize()
+            if state.global_step <= profiled:
+                marks.append((time.perf_counter(), *tokens.tolist()))
+                return
+            wall = time.perf_counter() - self.started
+            self.profiler.stop()
+            events = self.profiler.key_averages()
+            kernels = [e for e in events if e.device_type == torch.autograd.DeviceType.CUDA]
+            busy = sum(e.self_device_time_total for e in kernels if not e.is_user_annotation) / 1e6
+            result.update(profiled_step_s=wall, gpu_busy_s=busy)
+            print(f"profiled step: {wall:.3f} s, GPU kernels {busy:.3f} s ({busy / wall:.0%} busy)")
+            sort = "self_device_time_total" if cuda else "self_cpu_time_total"
+            print(events.table(sort_by=sort, row_limit=15, max_name_column_width=60))
 
-    return Profiler
+    return Clock()
 
 
-def run_configuration(name, tiny, warmup, measured, memory_gb, profile, result):
+def run_configuration(name, tiny, warmup, measured, memory_gb, result):
+    started = time.perf_counter()
     import torch
     import train_dpo
     import train_sft
     import yaml
     from octlib import training
-    from transformers import TrainerCallback
+    from octlib.validate import check
+
+    result["imports_s"] = time.perf_counter() - started
 
     _, stage, kind, data, overrides = next(c for c in CONFIGS if c[0] == name)
     cuda = torch.cuda.is_available()
-    steps = warmup + measured
-    from octlib.validate import check
-
-    config = yaml.safe_load((ROOT / "config.yaml").read_text())
-    settings = check(config, ROOT / "rules/schemas/config.schema.yaml", "config.yaml")[stage]
-    settings.update(LORA, seed=0, global_batch_size=GLOBAL_BATCH, max_steps=steps, **overrides)
+    config = check(
+        yaml.safe_load((ROOT / "config.yaml").read_text()), ROOT / "rules/schemas/config.schema.yaml", "config.yaml"
+    )
+    settings = config[stage]
+    settings.update(LORA, seed=0, global_batch_size=GLOBAL_BATCH, max_steps=warmup + measured + 1, **overrides)
     if tiny:
         settings["max_length"] = TINY_MAX_LENGTH[stage]
     max_length = settings["max_length"]
     tokenizer = word_tokenizer()
-    train = examples(stage, tokenizer, GLOBAL_BATCH * steps, data, max_length)
+    started = time.perf_counter()
+    train = examples(stage, tokenizer, GLOBAL_BATCH * settings["max_steps"], data, max_length)
+    result["examples_s"] = time.perf_counter() - started
 
     if cuda and memory_gb:  # plan for and stay within a smaller GPU's memory
         torch.cuda.set_per_process_memory_fraction(min(1.0, memory_gb * 1e9 / training.gpu_memory()))
         training.gpu_memory = lambda: memory_gb * 1e9
-    model = build_model(tiny, cuda, len(tokenizer))
+    attention = tuned_attention(cuda) if kind == "trl tuned" and stage == "sft" else "sdpa"
+    model = build_model(tiny, cuda, len(tokenizer), attention)
     n_all = sum(p.numel() for p in model.parameters())
     n_matmul = n_all - model.get_input_embeddings().weight.numel()
     out = tempfile.mkdtemp()
-    if kind == "ours":
-        build = train_dpo.build_trainer if stage == "dpo" else train_sft.build_trainer
-        trainer, _ = build(model, tokenizer, train, settings, out)
+    started = time.perf_counter()
+    if kind == "ours" and stage == "dpo":
+        trainer, _ = train_dpo.build_trainer(model, tokenizer, train, settings, out)
+    elif kind == "ours":
+        trainer, _ = train_sft.build_trainer(model, tokenizer, train, settings, out, config["fidelity"]["sft_loss"])
     else:
-        trainer = trl_default_trainer(stage, model, tokenizer, train, max_length, steps, out, cuda)
+        micro = training.decide(settings, model, 2 if stage == "dpo" else 1)["micro_batch_size"]
+        trainer = trl_trainer(kind, stage, model, tokenizer, train, settings, micro, out, cuda)
+    result["trainer_s"] = time.perf_counter() - started
     a = trainer.args
     assert a.per_device_train_batch_size * a.gradient_accumulation_steps == GLOBAL_BATCH
     result.update(
@@ -275,10 +303,12 @@ def run_configuration(name, tiny, warmup, measured, memory_gb, profile, result):
         gradient_checkpointing=a.gradient_checkpointing,
         liger=a.use_liger_kernel,
         sort_by_length=getattr(trainer, "sort_by_length", False),
-        padding_free=isinstance(trainer.data_collator, training.PackRows),
+        padding_free=isinstance(trainer.data_collator, training.PackRows) or bool(getattr(trainer, "padding_free", 0)),
+        attention=model.config._attn_implementation,
         max_length=max_length,
         n_params=n_all,
         n_matmul_params=n_matmul,
+        examples=len(train),
     )
 
     # tokens of every micro-batch, summed on the device (no sync); read at the end of each optimiser step
@@ -294,23 +324,13 @@ def run_configuration(name, tiny, warmup, measured, memory_gb, profile, result):
 
     trainer.training_step = counted_step
     marks = []
-
-    class Clock(TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):
-            if cuda:
-                torch.cuda.synchronize()
-            marks.append((time.perf_counter(), *tokens.tolist()))
-
-    trainer.add_callback(Clock())
-    if profile:
-        trainer.add_callback(profiler_callback()(warmup, cuda, result))
+    trainer.add_callback(callbacks(warmup, measured, cuda, marks, tokens, result))
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     trainer.train()
-    (t0, useful0, padded0), (t1, useful1, padded1) = marks[warmup - 1], marks[-1]
+    (t0, useful0, padded0), (t1, useful1, padded1) = marks[warmup - 1], marks[warmup + measured - 1]
     result.update(
-        status="ok",
-        measured_steps=len(marks) - warmup,
+        measured_steps=measured,
         seconds=t1 - t0,
         useful_tokens=useful1 - useful0,
         padded_tokens=padded1 - padded0,
@@ -320,6 +340,27 @@ def run_configuration(name, tiny, warmup, measured, memory_gb, profile, result):
             peak_allocated_gb=torch.cuda.max_memory_allocated() / 1e9,
             peak_reserved_gb=torch.cuda.max_memory_reserved() / 1e9,
         )
+    started = time.perf_counter()
+    trainer.save_model(out)
+    result["save_s"] = time.perf_counter() - started
+
+
+def measure_load(tiny, result):
+    """The student saved in bf16 safetensors to the local disk, then loaded as the training scripts load it and
+    moved to the GPU."""
+    import torch
+    from octlib import training
+
+    cuda = torch.cuda.is_available()
+    folder = tempfile.mkdtemp()
+    build_model(tiny, False, len(word_tokenizer())).to(torch.bfloat16).save_pretrained(folder)
+    started = time.perf_counter()
+    model = training.load_model(folder, {"bf16": True, "attention": "sdpa"})
+    if cuda:
+        model.to("cuda")
+        torch.cuda.synchronize()
+    result.update(load_s=time.perf_counter() - started, checkpoint_gb=sum(
+        f.stat().st_size for f in Path(folder).glob("*.safetensors")) / 1e9)  # fmt: skip
 
 
 def worker(args):
@@ -328,9 +369,11 @@ def worker(args):
     try:
         if args.worker == "peak":
             measure_peak(result)
+        elif args.worker == "load":
+            measure_load(args.tiny, result)
         else:
-            profile = args.profile == args.worker
-            run_configuration(args.worker, args.tiny, args.warmup, args.measured, args.gpu_memory_gb, profile, result)
+            run_configuration(args.worker, args.tiny, args.warmup, args.measured, args.gpu_memory_gb, result)
+        result["status"] = "ok"
     except Exception as error:  # noqa: BLE001 - reported in the results, the next configuration still runs
         traceback.print_exc()
         oom = "OutOfMemoryError" in type(error).__name__ or "out of memory" in str(error)
@@ -341,19 +384,18 @@ def worker(args):
 # ---- the whole run ----------------------------------------------------------------------------------------
 
 
-def spawn(name, args, timeout, profile=False):
+def spawn(name, args, timeout):
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
         path = f.name
     command = [sys.executable, __file__, "--worker", name, "--result", path]
     command += ["--warmup", str(args.warmup), "--measured", str(args.measured)] + (["--tiny"] if args.tiny else [])
     command += ["--gpu-memory-gb", str(args.gpu_memory_gb)] if args.gpu_memory_gb else []
-    command += ["--profile", name] if profile else []
     print(f"\n==== {name} ({datetime.datetime.now():%H:%M:%S})", flush=True)
     started = time.time()
     try:
         rc = subprocess.run(command, check=False, timeout=timeout).returncode
-        result = json.loads(Path(path).read_text()) if Path(path).stat().st_size else {}
-        result.setdefault("status", f"failed: exit {rc}")
+        text = Path(path).read_text()
+        result = json.loads(text) if text else {"status": f"no result: exit {rc}"}
     except subprocess.TimeoutExpired:
         result = {"status": f"timeout after {timeout:.0f} s"}
     result.update(name=name, wall_s=round(time.time() - started, 1))
@@ -361,193 +403,41 @@ def spawn(name, args, timeout, profile=False):
     return result
 
 
-def summarise(result, stage, peak_tflops):
-    """Throughput, model FLOP/s and MFU of one configuration (in place)."""
-    if result.get("status") != "ok":
-        return
-    rate = result["useful_tokens"] / result["seconds"]
-    # per useful token; LoRA computes no weight gradients of the frozen weights, so the backward pass is 2N
-    strict = (6 if stage == "dpo" else 4) * result["n_matmul_params"]
-    dense = (8 if stage == "dpo" else 6) * result["n_params"]
-    result.update(
-        tokens_per_s=rate,
-        padding=1 - result["useful_tokens"] / result["padded_tokens"],
-        model_tflops=rate * strict / 1e12,
-    )
-    if peak_tflops:
-        result.update(mfu=rate * strict / 1e12 / peak_tflops, mfu_dense_count=rate * dense / 1e12 / peak_tflops)
-
-
-FLOPS_NOTE = (
-    "Useful tokens: the non-padding tokens of every row the model runs on (DPO: prompt + chosen and prompt + "
-    "rejected). FLOPs per useful token, the MFU column: DPO 6N = policy forward 2N + backward 2N (LoRA computes "
-    "input gradients through the frozen weights but no weight gradients for them) + reference forward 2N; "
-    "SFT 4N; N = {n_matmul:.3g}, every weight matrix of the model but the input embedding table; attention "
-    "scores and the LoRA matrices are not counted. The 'MFU, 6N+2N' column uses the usual dense count instead, "
-    "DPO 6N + 2N = 8N and SFT 6N with N = {n_all:.3g}, all parameters, so it overstates the work of LoRA training "
-    "by about a half (DPO) to two thirds (SFT). Peak: the best of 5 x 50 bf16 8192^3 torch.matmul in this run."
-)
-
-
-def markdown(report):
-    rows = report["results"]
-    some = next((r for r in rows if "n_params" in r), {})
-    lines = [
-        f"# Training throughput, {report['date']}, {report['device']}",
-        "",
-        f"`{report['command']}` (bench/train_throughput.py). {report['versions']}.",
-        "",
-        f"Model: {report['model']}; LoRA r64, alpha 128, all linear layers; global batch {GLOBAL_BATCH} examples "
-        f"(DPO: pairs); {report['warmup']} warm-up and {report['measured']} measured optimiser steps per "
-        f"configuration, each in its own process. Peak bf16 matmul measured in this run: "
-        f"{report['peak_tflops']:.0f} TFLOP/s."
-        if report["peak_tflops"]
-        else "Peak: not measured (no GPU).",
-        "",
-        (
-            f"GPU memory capped at {report['gpu_memory_gb']:.0f} GB (torch.cuda.set_per_process_memory_fraction), "
-            "and the training code's auto choices planned for it."
-            if report["gpu_memory_gb"]
-            else ""
-        ),
-        "",
-        f"Lengths: {report['lengths']}",
-        "",
-        FLOPS_NOTE.format(n_matmul=some.get("n_matmul_params", 0), n_all=some.get("n_params", 0)),
-        "",
-        (
-            "| configuration | micro x accum | ckpt | Liger | sorted | packed | tokens/s | vs TRL | padding | MFU "
-            "| MFU, 6N+2N | peak alloc. GB | status |"
-        ),
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-
-        def f(key, form, r=r):
-            return form.format(r[key]) if key in r else "-"
-
-        lines.append(
-            f"| {r['name']} | {f('micro_batch', '{}')} x {f('accumulation', '{}')} | "
-            f"{f('gradient_checkpointing', '{}')} | {f('liger', '{}')} | {f('sort_by_length', '{}')} | "
-            f"{f('padding_free', '{}')} | "
-            f"{f('tokens_per_s', '{:,.0f}')} | {f('speedup', '{:.2f}x')} | {f('padding', '{:.0%}')} | "
-            f"{f('mfu', '{:.1%}')} | {f('mfu_dense_count', '{:.1%}')} | {f('peak_allocated_gb', '{:.1f}')} | "
-            f"{r['status']} |"
-        )
-    lines += ["", "## Goals (issue 5)", ""] + [f"- {line}" for line in report["goals"]]
-    lines += ["", "## GPU memory and runtime per training job", ""] + [f"- {line}" for line in report["guidance"]]
-    return "\n".join(lines) + "\n"
-
-
-def conclusions(report):
-    by_name = {r["name"]: r for r in report["results"]}
-
-    def rate(name):
-        return by_name.get(name, {}).get("tokens_per_s")
-
-    goals, guidance = [], []
-    for stage, tokens_per_run in (("dpo", 6e6), ("sft", 8e6)):
-        ours, trl = rate(f"{stage} ours"), rate(f"{stage} TRL defaults")
-        if ours and trl:
-            goals.append(
-                f"{stage.upper()}: ours {ours:,.0f} tokens/s = {ours / trl:.2f}x TRL defaults ({trl:,.0f}); "
-                "goal >= 1.5x."
-            )
-        full = next((r for r in report["results"] if r["name"].startswith(f"{stage} ours, all")), {})
-        peak = max((r.get("peak_allocated_gb", 0) for r in (by_name.get(f"{stage} ours", {}), full)), default=0)
-        if peak:
-            goals.append(
-                f"{stage.upper()} peak memory of ours: {peak:.1f} GB allocated (reserved "
-                f"{full.get('peak_reserved_gb', 0):.1f} GB at full length); goal: fits an 80 GB H100."
-            )
-        if ours:
-            hours = 33 * tokens_per_run / ours / 3600
-            guidance.append(
-                f"train_{stage}: one GPU of >= 80 GB; peak {peak:.0f} GB allocated with an 8B student at full "
-                f"length; {tokens_per_run / 1e6:.0f}M tokens a run take {tokens_per_run / ours / 3600:.2f} h here "
-                f"(TRL defaults: {tokens_per_run / trl / 3600:.2f} h); 33 runs (3 students x 11 personas): "
-                f"{hours:.1f} GPU-hours, an upper bound for the 7B and 4B students."
-                if trl
-                else f"train_{stage}: {hours:.1f} GPU-hours for 33 runs."
-            )
-    dpo = by_name.get("dpo ours", {})
-    if "mfu" in dpo:
-        goals.append(
-            f"DPO MFU of ours on useful tokens: {dpo['mfu']:.1%} (6N count; {dpo['mfu_dense_count']:.1%} "
-            f"with 8N); goal >= 55%."
-        )
-    rates = [rate("dpo ours"), rate("sft ours")]
-    if all(rates):
-        total = 33 * 6e6 / rates[0] / 3600 + 33 * 8e6 / rates[1] / 3600
-        guidance.append(
-            f"All 66 training runs of the paper (about 6M tokens per DPO run, 8M per SFT run): "
-            f"{total:.1f} GPU-hours on this GPU with our defaults."
-        )
-    report.update(goals=goals, guidance=guidance)
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=".", help="folder for the JSON and markdown results")
     parser.add_argument("--tiny", action="store_true", help="a tiny model on the CPU, float32: a dry run")
-    parser.add_argument("--warmup", type=int, default=3, help="optimiser steps before timing")
-    parser.add_argument("--measured", type=int, default=5, help="optimiser steps timed")
-    parser.add_argument("--budget", type=float, default=540, help="seconds; later configurations are skipped")
+    parser.add_argument("--warmup", type=int, default=2, help="optimiser steps before timing")
+    parser.add_argument("--measured", type=int, default=6, help="optimiser steps timed")
+    parser.add_argument("--repeats", type=int, default=1, help="runs of each configuration, in turn")
+    parser.add_argument("--budget", type=float, default=540, help="seconds; later runs are skipped")
     parser.add_argument("--gpu-memory-gb", type=float, help="cap the GPU memory (80: an H100's) and plan for it")
-    parser.add_argument("--profile", help="a configuration to run once more with torch.profiler on one step")
     parser.add_argument("--only", nargs="*", help="names of the configurations to run (default: all)")
-    parser.add_argument("--merge", nargs="+", metavar="JSON", help="write one report of earlier runs' JSON files")
+    parser.add_argument("--no-load", action="store_true", help="skip the run that times loading the model")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         return worker(args)
 
-    if args.merge:  # runs split over several device calls (each under its time limit): one report
-        reports = [json.loads(Path(path).read_text()) for path in args.merge]
-        report = dict(reports[0], command="; ".join(r["command"] for r in reports))
-        order = [name for name, *_ in CONFIGS]
-        results = [result for r in reports for result in r["results"]]
-        report["results"] = sorted(results, key=lambda r: order.index(r["name"]) if r["name"] in order else len(order))
-        add_speedups(report["results"])
-        return write(report, args.out)
-
     os.environ.update(PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false", HF_HUB_OFFLINE="1")
     started = time.time()
-    peak = {"device": "cpu"} if args.tiny else spawn("peak", args, 120)
-    results = []
-    for name, stage, *_ in CONFIGS:
-        if args.only and name not in args.only:
-            continue
+    runs = [] if args.tiny else [spawn("peak", args, 120)]
+    names = [name for name, *_ in CONFIGS if not args.only or name in args.only]
+    plan = [(repeat, name) for repeat in range(args.repeats) for name in names]
+    for repeat, name in plan + ([] if args.no_load else [(0, "load")]):
         left = args.budget - (time.time() - started)
-        if left < 40:
-            results.append({"name": name, "status": "skipped: time budget"})
-            continue
-        result = spawn(name, args, left)
-        summarise(result, stage, peak.get("peak_tflops"))
-        results.append(result)
-    if args.profile:
-        result = spawn(args.profile, args, max(60, args.budget + 120 - (time.time() - started)), profile=True)
-        busy = (
-            f": GPU kernels {result['gpu_busy_s'] / result['profiled_step_s']:.0%} of a step"
-            if "gpu_busy_s" in result
-            else ""
-        )
-        results.append({**result, "name": f"{args.profile} (profiled, not timed)", "status": "profiled" + busy})
-    add_speedups(results)
+        result = spawn(name, args, left) if left >= 40 else {"name": name, "status": "skipped: time budget"}
+        runs.append(dict(result, repeat=repeat))
 
     import peft
     import torch
     import transformers
     import trl
-    import yaml
 
-    config = yaml.safe_load((ROOT / "config.yaml").read_text())
-    max_length = TINY_MAX_LENGTH if args.tiny else {stage: config[stage]["max_length"] for stage in LENGTHS}
-    date = datetime.date.today().isoformat()
-    device = peak.get("device", "unknown")
-    report = dict(
-        date=date,
+    device = next((r["device"] for r in runs if "device" in r), "cpu" if args.tiny else "unknown")
+    raw = dict(
+        date=datetime.date.today().isoformat(),
         device=device,
         command=shlex.join(["python", "bench/train_throughput.py"] + sys.argv[1:]),
         versions=f"torch {torch.__version__}, transformers {transformers.__version__}, trl {trl.__version__}, "
@@ -555,39 +445,30 @@ def main():
         model="tiny Llama (CPU dry run)"
         if args.tiny
         else "Llama-3.1-8B shape (hidden 4096, 32 layers, 32 heads, "
-        "8 KV heads, intermediate 14336, vocab 128256), random weights, bf16, SDPA attention",
-        lengths="; ".join(
-            f"{stage.upper()} max_length {max_length[stage]}: "
-            f"prompt log-normal(median {p[0]}, sigma {p[1]}) clipped to [{p[2]}, {p[3]}], "
-            f"{'chosen and rejected each' if stage == 'dpo' else 'target'} log-normal(median {r[0]}, sigma {r[1]}) "
-            f"clipped so that the whole fits max_length"
-            for stage, (p, r) in ((s, (v["prompt"], v["response"])) for s, v in LENGTHS.items())
-        ),
+        "8 KV heads, intermediate 14336, vocab 128256), random weights, bf16",
+        lengths=describe_lengths(args.tiny),
         warmup=args.warmup,
         measured=args.measured,
-        peak_tflops=peak.get("peak_tflops"),
         gpu_memory_gb=args.gpu_memory_gb,
-        results=results,
+        runs=runs,
     )
-    write(report, args.out)
+    import throughput_report
+
+    throughput_report.write([raw], args.out)
 
 
-def add_speedups(results):
-    for result in results:
-        trl = next((r for r in results if r["name"] == result["name"][:3] + " TRL defaults"), {})
-        if "tokens_per_s" in result and "tokens_per_s" in trl:
-            result["speedup"] = result["tokens_per_s"] / trl["tokens_per_s"]
+def describe_lengths(tiny):
+    import yaml
 
-
-def write(report, folder):
-    conclusions(report)
-    slug = re.sub(r"[^a-z0-9]+", "-", report["device"].lower()).strip("-")
-    out = Path(folder)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = out / f"train_throughput_{report['date']}_{slug}"
-    stem.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
-    stem.with_suffix(".md").write_text(markdown(report))
-    print("\n" + markdown(report))
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    max_length = TINY_MAX_LENGTH if tiny else {stage: config[stage]["max_length"] for stage in LENGTHS}
+    return "; ".join(
+        f"{stage.upper()} max_length {max_length[stage]}: "
+        f"prompt log-normal(median {p[0]}, sigma {p[1]}) clipped to [{p[2]}, {p[3]}], "
+        f"{'chosen and rejected each' if stage == 'dpo' else 'target'} log-normal(median {r[0]}, sigma {r[1]}) "
+        f"clipped so that the whole fits max_length"
+        for stage, (p, r) in ((s, (v["prompt"], v["response"])) for s, v in LENGTHS.items())
+    )
 
 
 if __name__ == "__main__":
