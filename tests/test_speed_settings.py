@@ -3,6 +3,9 @@ trained as it is: every combination gives the per-step losses and the adapter of
 both SFT losses. This is what lets them rerun nothing (tests/test_reruns.py)."""
 
 import itertools
+import json
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -63,3 +66,19 @@ def test_speed_settings_train_the_same_adapter(tmp_path, tiny_models, stage):
         assert other_losses == pytest.approx(losses, rel=1e-5, abs=1e-6), speed
         worst = max((lora[k] - other_lora[k]).abs().max().item() for k in lora)
         assert worst < 1e-5, (speed, worst)
+
+
+def test_the_throughput_benchmark_runs_on_the_cpu_and_reports_every_configuration(tmp_path):
+    """bench/train_throughput.py --tiny: ours and TRL tuned, for both stages, with the load run and the report."""
+    names = ["dpo TRL tuned", "dpo ours", "sft TRL tuned", "sft ours"]
+    command = [sys.executable, ROOT / "bench/train_throughput.py", "--tiny", "--out", tmp_path, "--warmup", "1",
+               "--measured", "1", "--only", *names]  # fmt: skip
+    result = subprocess.run(list(map(str, command)), capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(next(tmp_path.glob("train_throughput_*_cpu.json")).read_text())
+    rows = {row["name"]: row for row in report["rows"]}
+    assert list(rows) == names and all(row["statuses"] == ["ok"] and row["tokens_per_s"] for row in rows.values())
+    assert rows["sft TRL tuned"]["padding_free"] and not rows["sft TRL tuned"]["sort_by_length"]
+    assert rows["dpo ours"]["vs TRL tuned"] > 0 and set(report["jobs"]) == {"dpo", "sft"}
+    markdown = next(tmp_path.glob("train_throughput_*_cpu.md")).read_text()
+    assert "| sft ours | 1 | 2 x 16 |" in markdown and "All 66 training runs of the paper" in markdown
