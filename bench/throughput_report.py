@@ -69,7 +69,7 @@ def aggregate(runs):
             continue
         ok = [r for r in mine if r.get("status") == "ok"]
         first = ok[0] if ok else {}
-        row = {k: first[k] for k in ("micro_batch", "accumulation", "gradient_checkpointing", "liger",
+        row = {k: first[k] for k in ("micro_batch", "micro_batch_tokens", "accumulation", "gradient_checkpointing", "liger",
                                      "sort_by_length", "padding_free", "attention") if k in first}  # fmt: skip
         row.update(name=name, stage=stage, runs=len(ok), statuses=sorted({r["status"] for r in mine}))
         for key in ("tokens_per_s", "mfu", "mfu_datasheet", "gpu_busy", "padding", "peak_allocated_gb",
@@ -110,6 +110,11 @@ def cell(value, form):
         return "-"
     median, low, high = value
     return form.format(median) if low == high else f"{form.format(median)} ({form.format(low)}-{form.format(high)})"
+
+
+def micro(row):
+    """Examples per micro-batch, or the tokens that fill one (padding-free micro-batches filled by tokens)."""
+    return f"{row['micro_batch_tokens']:,} tokens" if row.get("micro_batch_tokens") else row.get("micro_batch", "-")
 
 
 def goals(rows):
@@ -166,7 +171,7 @@ def markdown(report):
     for r in rows:
         ratio = {k: f"{r[k]:.2f}x" if k in r else "-" for k in ("vs TRL defaults", "vs TRL tuned")}
         lines.append(
-            f"| {r['name']} | {r['runs']} | {r.get('micro_batch', '-')} x {r.get('accumulation', '-')} | "
+            f"| {r['name']} | {r['runs']} | {micro(r)} x {r.get('accumulation', '-')} | "
             f"{r.get('gradient_checkpointing', '-')} | {r.get('liger', '-')} | {r.get('sort_by_length', '-')} | "
             f"{r.get('padding_free', '-')} | {r.get('attention', '-')} | {cell(r['tokens_per_s'], '{:,.0f}')} | "
             f"{ratio['vs TRL defaults']} | {ratio['vs TRL tuned']} | {cell(r['mfu'], '{:.1%}')} | "

@@ -296,9 +296,9 @@ def run_configuration(name, tiny, warmup, measured, memory_gb, result):
         trainer = trl_trainer(kind, stage, model, tokenizer, train, settings, micro, out, cuda)
     result["trainer_s"] = time.perf_counter() - started
     a = trainer.args
-    assert a.per_device_train_batch_size * a.gradient_accumulation_steps == GLOBAL_BATCH
     result.update(
         micro_batch=a.per_device_train_batch_size,
+        micro_batch_tokens=getattr(getattr(trainer, "steps", None), "budget", None),
         accumulation=a.gradient_accumulation_steps,
         gradient_checkpointing=a.gradient_checkpointing,
         liger=a.use_liger_kernel,

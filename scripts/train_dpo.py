@@ -24,18 +24,19 @@ from trl.trainer.utils import use_adapter
 
 
 def character_dpo_loss(logps, ref_logps, mask, beta, nll_coef, sq_coef):
-    """Per-token log-probs [2B, T] of policy and reference (chosen rows first) and the response mask."""
+    """Per-token log-probs [2B, T] of policy and reference (chosen rows first) and the response mask: the loss of
+    each of the B pairs, and the micro-batch's metrics. The objective is their mean over the step."""
     mask = mask.to(logps.dtype)
     lengths = mask.sum(1).clamp(min=1)
     seq_logps, seq_ref = (logps * mask).sum(1), (ref_logps * mask).sum(1)
     chosen_ratio, rejected_ratio = (seq_logps - seq_ref).chunk(2)
-    dpo = -F.logsigmoid(beta * (chosen_ratio - rejected_ratio)).mean()
-    nll = -(seq_logps / lengths).chunk(2)[0].mean()
-    sq = ((((logps - ref_logps) ** 2) * mask).sum(1) / lengths).mean()
+    dpo = -F.logsigmoid(beta * (chosen_ratio - rejected_ratio))
+    nll = -(seq_logps / lengths).chunk(2)[0]
+    sq = torch.stack(((((logps - ref_logps) ** 2) * mask).sum(1) / lengths).chunk(2)).mean(0)  # chosen, rejected
     metrics = {
-        "dpo": dpo,
-        "nll": nll,
-        "sq_logratio": sq,
+        "dpo": dpo.mean(),
+        "nll": nll.mean(),
+        "sq_logratio": sq.mean(),
         "rewards/chosen": beta * chosen_ratio.mean(),
         "rewards/rejected": beta * rejected_ratio.mean(),
         "rewards/accuracies": (chosen_ratio > rejected_ratio).float().mean(),
@@ -82,9 +83,10 @@ class CharacterDPOTrainer(training.Speedups, DPOTrainer):
         logps = self._per_token_logps(model, inputs)
         with torch.no_grad(), use_adapter(self.accelerator.unwrap_model(self.model), adapter_name=None):
             ref_logps = self._per_token_logps(model, inputs)
-        loss, metrics = character_dpo_loss(
+        losses, metrics = character_dpo_loss(
             logps.float(), ref_logps.float(), completion_mask[:, 1:], self.beta, self.nll_coef, self.sq_coef
         )
+        loss = self.weighted(losses, inputs["loss_weight"])
         mode = "train" if self.model.training else "eval"
         for key, value in metrics.items():
             self._metrics[mode][key].append(self.accelerator.gather(value.detach()).mean())
@@ -118,9 +120,11 @@ def tokenize_pairs(tokenizer, pairs, max_len):
 
 
 def build_trainer(model, tokenizer, examples, s, out, decisions=None):
-    """The trainer, and the decisions it runs with (training.decide; padding-free can fall back to padded)."""
+    """The trainer, and the decisions it runs with (training.decide; padding-free can fall back to padded, and
+    fills its micro-batches by tokens: training.plan_steps)."""
     decisions = decisions or training.decide(s, model, 2)
     training.pack_with_varlen(model, decisions)
+    steps, examples = training.plan_steps(examples, s, decisions)
     config = DPOConfig(**training.trainer_arguments(s, out, decisions), beta=s["beta"], loss_type=["sigmoid"])
     trainer = CharacterDPOTrainer(
         model=model,
@@ -130,7 +134,7 @@ def build_trainer(model, tokenizer, examples, s, out, decisions=None):
         peft_config=training.lora_config(s),
         nll_coef=s["nll_coef"],
         sq_coef=s["sq_coef"],
-        sort_by_length=decisions["sort_by_length"],
+        steps=steps,
         decisions=decisions,
     )
     return trainer, decisions

@@ -43,39 +43,17 @@ def assistant_turns_example(tokenizer, messages, max_len):
     return {"input_ids": ids, "labels": labels}
 
 
-class WithWeights:
-    """Collator wrapper: each example's token weight (from the trainer's Steps sampler) as loss_weight."""
-
-    def __init__(self, collate, trainer):
-        self.collate, self.trainer = collate, trainer
-
-    def __call__(self, examples):
-        weights = [self.trainer.sampler.weights[e["index"]] for e in examples]
-        batch = self.collate([{k: v for k, v in e.items() if k != "index"} for e in examples])
-        batch["loss_weight"] = torch.tensor(weights)
-        return batch
-
-
 class CharacterSFTTrainer(training.Speedups, SFTTrainer):
-    """SFTTrainer whose loss weighs every target token by the Steps sampler's weights: the token mean of each group
-    of loss_group consecutive examples of a step's shuffle, averaged over the step (OpenRLHF's, its micro-batch as
-    the group), or with a group of the whole step, one token mean over the step (TRL's). The loss is thus the same
-    whatever micro-batches run, padded or padding-free (one row of the micro-batch's transcripts, TRL's collator),
-    and no metric is read from the GPU each micro-batch."""
+    """SFTTrainer whose loss weighs every target token by its example's weight in the step (training.Steps): the
+    token mean of each group of the reference's micro-batch size of a step's shuffle, averaged over the step
+    (OpenRLHF's), or, with a group of the whole step, one token mean over the step (TRL's). The loss is thus the
+    same whatever micro-batches run, padded or padding-free (one row of the micro-batch's transcripts, TRL's
+    collator), and no metric is read from the GPU each micro-batch."""
 
-    def __init__(self, *args, loss_group, **kwargs):
-        self.loss_group = loss_group
+    def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.loss_is_scaled_for_ga = True  # the weights sum to one over the step: no division by accumulation
-        self.data_collator = WithWeights(self.data_collator, self)
         # TRL's fused LM head also computes entropy and top-1 hits for its metrics: log-probs are all this loss needs
         add_fused_lm_head(self.model.get_base_model())
-
-    def _get_train_sampler(self, train_dataset=None):
-        dataset = self.train_dataset if train_dataset is None else train_dataset
-        targets = [sum(label != -100 for label in labels[1:]) for labels in dataset["labels"]]
-        self.sampler = self.steps_sampler(dataset, group=self.loss_group, targets=targets)
-        return self.sampler
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         weights = inputs.pop("loss_weight")
@@ -85,30 +63,29 @@ class CharacterSFTTrainer(training.Speedups, SFTTrainer):
             weights = weights[:, None]
         with torch.autocast(self.args.device.type, torch.bfloat16, enabled=self.args.bf16):
             outputs = model(**inputs, use_cache=False, fused_lm_head=True)
-        # DDP averages the gradients of the processes, each of which holds its share of the step's weights
-        loss = -(outputs.log_probs.float() * weights.to(outputs.log_probs.device)).sum()
-        loss = loss * self.accelerator.num_processes
+        loss = self.weighted(-outputs.log_probs, weights)  # zero where a token is no target
         return (loss, outputs) if return_outputs else loss
 
 
 def build_trainer(model, tokenizer, examples, s, out, sft_loss="token_mean"):
-    """The trainer, and the decisions it runs with (training.decide). sft_loss: micro_batch_means (OpenRLHF's,
-    over groups of s["reference_micro_batch_size"]) or token_mean."""
+    """The trainer, and the decisions it runs with (training.decide and training.plan_steps). sft_loss:
+    micro_batch_means (OpenRLHF's, over groups of s["reference_micro_batch_size"]) or token_mean."""
     decisions = training.decide(s, model)
     training.pack_with_varlen(model, decisions)
+    group = s["reference_micro_batch_size"] if sft_loss == "micro_batch_means" else None
+    targets = [sum(label != -100 for label in e["labels"][1:]) for e in examples]
+    steps, examples = training.plan_steps(examples, s, decisions, group=group, targets=targets)
     arguments = training.trainer_arguments(s, out, decisions)
     if decisions["padding_free"]:  # the examples are cut to max_length already; TRL refuses one without packing
         arguments.update(padding_free=True, max_length=None)
     config = SFTConfig(**arguments, dataset_kwargs={"skip_prepare_dataset": True})
-    group = s["reference_micro_batch_size"] if sft_loss == "micro_batch_means" else s["global_batch_size"]
     trainer = CharacterSFTTrainer(
         model=model,
         args=config,
-        train_dataset=Dataset.from_list([dict(e, index=i) for i, e in enumerate(examples)]),
+        train_dataset=Dataset.from_list(examples),
         processing_class=tokenizer,
         peft_config=training.lora_config(s),
-        sort_by_length=decisions["sort_by_length"],
-        loss_group=group,
+        steps=steps,
     )
     return trainer, decisions
 

@@ -144,11 +144,13 @@ def test_dpo_loss_equals_the_paper_objective_computed_by_hand(tmp_path, tiny_mod
     settings = dict(SETTINGS, padding_free=padding_free)
     decisions = training.decide(settings, model, 2)
     assert decisions["padding_free"] == padding_free and decisions["micro_batch_size"] == 3
+    steps, examples = training.plan_steps(tokenize_pairs(tok, pairs, 128), settings, decisions)
     config = DPOConfig(**training.trainer_arguments(settings, str(tmp_path), decisions), beta=SETTINGS["beta"])
     trainer = CharacterDPOTrainer(
         model=model,
         args=config,
-        train_dataset=Dataset.from_list(tokenize_pairs(tok, pairs, 128)),
+        steps=steps,
+        train_dataset=Dataset.from_list(examples),
         processing_class=tok,
         peft_config=training.lora_config(SETTINGS),
         nll_coef=0.1,

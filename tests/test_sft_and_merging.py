@@ -127,7 +127,7 @@ def test_reference_loss_weights_match_a_hand_computation():
     and 1/(2 x 22) = 0.0227 in the second (one token mean over the step would give 1/76 = 0.0132 to all)."""
     targets = [30, 24, 12, 10]
     for seed in range(100):  # a shuffle that pairs examples 0 and 1, and 2 and 3
-        sampler = training.Steps([1, 1, 1, 1], step=4, seed=seed, sort=False, group=2, targets=targets)
+        sampler = training.Steps([1, 1, 1, 1], 4, seed, micro=4, sort=False, group=2, targets=targets)
         list(sampler)
         if sorted(map(sorted, sampler.groups)) == [[0, 1], [2, 3]]:
             break
@@ -174,7 +174,7 @@ def test_sft_loss_is_the_references_mean_of_micro_batch_token_means_whatever_our
             logps = torch.log_softmax(trainer.model(input_ids=ids).logits[0, :-1].float(), -1)
         return -logps[labels != -100].gather(-1, labels[labels != -100, None])[:, 0]
 
-    pairs = trainer.sampler.groups  # the reference's micro-batches: pairs of the step's shuffle
+    pairs = trainer.steps.groups  # the reference's micro-batches: pairs of the step's shuffle
     assert len(pairs) == 2 and sorted(sum(pairs, [])) == [0, 1, 2, 3]
     expected = sum(torch.cat([token_nlls(i) for i in pair]).mean().item() / 2 for pair in pairs)
     assert loss == pytest.approx(expected, rel=1e-5)

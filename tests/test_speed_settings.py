@@ -1,6 +1,6 @@
-"""The training settings of speed only (the micro-batch, length sorting, padding-free micro-batches) leave what is
-trained as it is: every combination gives the per-step losses and the adapter of one reference run, for DPO and for
-both SFT losses. This is what lets them rerun nothing (tests/test_reruns.py)."""
+"""The training settings of speed only (the micro-batch, length sorting, padding-free micro-batches, which are filled
+by tokens) leave what is trained as it is: every combination gives the per-step losses and the adapter of one
+reference run, for DPO and for both SFT losses. This is what lets them rerun nothing (tests/test_reruns.py)."""
 
 import itertools
 import json
@@ -34,7 +34,8 @@ def conversation(i, answer):
 
 
 def train(stage, model_dir, out, speed, sft_loss=None):
-    """Three optimiser steps of 4 examples of very different lengths: (loss per step, LoRA weights)."""
+    """Three optimiser steps of 4 examples of very different lengths: (loss per step, LoRA weights, micro-batches
+    per step)."""
     tok = AutoTokenizer.from_pretrained(model_dir)
     answers = ["Yes.", "A long and careful answer, friend. " * 4, "Perhaps.", "No, " * 12, "I see.", "Well " * 7]
     if stage == "dpo":
@@ -53,19 +54,24 @@ def train(stage, model_dir, out, speed, sft_loss=None):
     trainer.train()
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     lora = {name: p.detach().clone() for name, p in trainer.model.named_parameters() if "lora_" in name}
-    return losses, lora
+    return losses, lora, decisions["gradient_accumulation_steps"]
 
 
 @pytest.mark.parametrize("stage", ["dpo", "sft micro_batch_means", "sft token_mean"])
 def test_speed_settings_train_the_same_adapter(tmp_path, tiny_models, stage):
     stage, _, sft_loss = stage.partition(" ")
-    losses, lora = train(stage, tiny_models["chatml"], tmp_path / "reference", REFERENCE, sft_loss)
+    losses, lora, _ = train(stage, tiny_models["chatml"], tmp_path / "reference", REFERENCE, sft_loss)
     assert len(losses) == 3 and losses[0] != losses[-1]
+    filled = []  # padding-free micro-batches filled by tokens: fewer of them than the micro-batch size gives
     for i, speed in enumerate(VARIANTS):
-        other_losses, other_lora = train(stage, tiny_models["chatml"], tmp_path / str(i), speed, sft_loss)
+        other_losses, other_lora, accumulation = train(stage, tiny_models["chatml"], tmp_path / str(i), speed,
+                                                       sft_loss)  # fmt: skip
+        if speed["padding_free"]:
+            filled.append(accumulation < 4 // speed["micro_batch_size"])
         assert other_losses == pytest.approx(losses, rel=1e-5, abs=1e-6), speed
         worst = max((lora[k] - other_lora[k]).abs().max().item() for k in lora)
         assert worst < 1e-5, (speed, worst)
+    assert any(filled)
 
 
 def test_the_throughput_benchmark_runs_on_the_cpu_and_reports_every_configuration(tmp_path):

@@ -6,10 +6,12 @@ that leave the objective as it is (measured by bench/train_throughput.py)."""
 import functools
 import importlib
 import inspect
+import math
 import os
 
 import torch
 import torch.nn.functional as F
+from transformers.trainer_pt_utils import BatchRebalanceSampler
 
 # Micro-batches of many lengths fragment PyTorch's CUDA memory cache: growable segments keep what it reserves
 # near what is allocated (an 8B DPO run: 55 GB reserved instead of 80; bench/results/). Read at the first
@@ -261,62 +263,130 @@ def keep_input_dtypes(model):
             module.cast_input_dtype_enabled = False
 
 
-def example_lengths(dataset):
-    """Padded length of each example: input_ids (SFT), or the prompt and the longer response (DPO)."""
-    if "input_ids" in dataset.column_names:
-        return [len(ids) for ids in dataset["input_ids"]]
-    columns = zip(dataset["prompt_ids"], dataset["chosen_ids"], dataset["rejected_ids"], strict=True)
-    return [len(prompt) + max(len(chosen), len(rejected)) for prompt, chosen, rejected in columns]
+def example_tokens(examples):
+    """Tokens of the rows each example puts through the model: its sequence (SFT), or prompt + chosen and prompt +
+    rejected (DPO)."""
+    if "input_ids" in examples[0]:
+        return [len(e["input_ids"]) for e in examples]
+    return [2 * len(e["prompt_ids"]) + len(e["chosen_ids"]) + len(e["rejected_ids"]) for e in examples]
 
 
-class Steps(torch.utils.data.Sampler):
-    """Shuffled examples, cut into optimiser steps of `step` examples. sort: each step's examples sorted by length
-    before they are cut into micro-batches, so that a micro-batch pads only to its own longest example; every step
-    trains on the same examples as a plain shuffle (so the same objective, micro-batches being of equal size).
+class Steps(BatchRebalanceSampler):
+    """The micro-batches of one process, optimiser step by optimiser step: a batch sampler (the Trainer takes a
+    BatchRebalanceSampler as one that is already rank-aware, and does not shard it again).
 
-    group and targets (the target tokens of each example): the weight of each example's tokens in a loss that, as
-    OpenRLHF's SFT does with its micro-batches, averages over a step the token mean of each group of `group`
-    consecutive examples of the shuffle: 1 / (groups in the step x target tokens of the group), in `weights`,
-    whatever micro-batches this trainer runs; the groups of the epoch in `groups`."""
+    Each step takes the next `step` examples of a seeded shuffle (the one accelerate's seedable sampler draws:
+    seed + epoch). They go to the micro-batches of all processes, micro-batch j to process j % processes: with
+    `budget`, the examples longest first each into the micro-batch with the fewest tokens, in as few micro-batches
+    per process (`accumulation`, the same for every step of the run) as keep each within `budget` tokens;
+    otherwise `micro` examples each, sorted by length when `sort` so that a padded micro-batch pads only to its own
+    longest example. A last, smaller step is cut into as many micro-batches per process as it fills, at most
+    `accumulation`.
 
-    def __init__(self, lengths, step, seed, sort=True, group=None, targets=None):
-        self.lengths, self.step, self.seed, self.sort, self.epoch = lengths, step, seed, sort, 0
-        self.group, self.targets, self.weights, self.groups = group, targets, {}, []
+    `weights`: each example's weight in its step's loss, which makes the loss the same whatever the micro-batches:
+    with `group` and `targets` (target tokens per example), 1 / (groups in the step x target tokens of its group),
+    the token mean of each group of `group` consecutive examples of the shuffle averaged over the step (OpenRLHF's
+    SFT loss, its micro-batch as the group); without, 1 / examples in the step. The groups of the epoch: `groups`."""
+
+    def __init__(self, tokens, step, seed, micro, processes=1, rank=0, sort=True, budget=None, group=None,
+                 targets=None, epochs=1):  # fmt: skip
+        self.tokens, self.step, self.seed, self.micro, self.sort, self.budget = tokens, step, seed, micro, sort, budget
+        self.processes, self.rank, self.group, self.targets = processes, rank, group, targets
+        self.epoch, self.weights, self.groups = 0, {}, []
+        self.batch_size, self.drop_last = None, False  # read by accelerate: micro-batches of any size
+        per_process = step // processes
+        self.accumulation = per_process // micro
+        if budget:
+            steps = [s for epoch in range(math.ceil(epochs)) for s in self.steps(epoch)]
+            self.accumulation = next(a for a in range(1, per_process + 1) if all(
+                max(map(sum, self.cut(s, a, tokens=True))) <= budget for s in steps))  # fmt: skip
+
+    def steps(self, epoch):
+        generator = torch.Generator().manual_seed(self.seed + epoch)
+        order = torch.randperm(len(self.tokens), generator=generator).tolist()
+        return [order[start : start + self.step] for start in range(0, len(order), self.step)]
+
+    def cut(self, step, accumulation, tokens=False):
+        """The step's micro-batches (of all processes), or with tokens their examples' token counts."""
+        count = min(accumulation * self.processes, len(step)) // self.processes * self.processes
+        longest_first = sorted(step, key=self.tokens.__getitem__, reverse=True)
+        if self.budget:
+            batches, loads = [[] for _ in range(count)], [0] * count
+            for i in longest_first:
+                j = loads.index(min(loads))
+                batches[j].append(i)
+                loads[j] += self.tokens[i]
+        elif len(step) == count * self.micro:
+            batches = [(longest_first if self.sort else step)[j * self.micro : (j + 1) * self.micro]
+                       for j in range(count)]  # fmt: skip
+        else:  # a last, smaller step: examples dealt round
+            batches = [longest_first[j::count] for j in range(count)]
+        return [[self.tokens[i] for i in b] for b in batches] if tokens else batches
 
     def __len__(self):
-        return len(self.lengths)
+        return sum(len(self.cut(s, self.accumulation)) // self.processes for s in self.steps(self.epoch))
 
     def set_epoch(self, epoch):
         self.epoch = epoch
 
     def __iter__(self):
-        generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        order = torch.randperm(len(self.lengths), generator=generator).tolist()
         self.groups = []
-        for start in range(0, len(order), self.step):
-            step = order[start : start + self.step]
-            if self.group:
-                groups = [step[i : i + self.group] for i in range(0, len(step), self.group)]
-                self.groups += groups
-                for members in groups:
-                    tokens = sum(self.targets[i] for i in members)
-                    for i in members:
-                        self.weights[i] = 1 / (len(groups) * tokens) if tokens else 0.0
-            yield from sorted(step, key=self.lengths.__getitem__, reverse=True) if self.sort else step
+        for step in self.steps(self.epoch):
+            size = self.group or len(step)
+            groups = [step[i : i + size] for i in range(0, len(step), size)]
+            self.groups += groups
+            for members in groups:
+                total = sum(self.targets[i] for i in members) if self.targets else len(members)
+                for i in members:
+                    self.weights[i] = 1 / (len(groups) * total) if total else 0.0
+            yield from self.cut(step, self.accumulation)[self.rank :: self.processes]
+
+
+class WithWeights:
+    """Collator wrapper: each example's weight in its step's loss (Steps.weights) as loss_weight."""
+
+    def __init__(self, collate, steps):
+        self.collate, self.steps = collate, steps
+
+    def __call__(self, examples):
+        weights = [self.steps.weights[e["index"]] for e in examples]
+        batch = self.collate([{k: v for k, v in e.items() if k != "index"} for e in examples])
+        batch["loss_weight"] = torch.tensor(weights)
+        return batch
+
+
+def plan_steps(examples, settings, decisions, **options):
+    """The run's Steps, from the examples and the job's decisions; padding-free micro-batches are filled up to the
+    tokens of the micro-batch chosen for full-length sequences (micro_batch_tokens), which sets the accumulation.
+    Returns the examples with their index, for WithWeights."""
+    processes = decisions["processes"]
+    budget = None
+    if decisions["padding_free"]:
+        budget = decisions["micro_batch_size"] * settings["max_length"] * (1 if "input_ids" in examples[0] else 2)
+    epochs = settings["epochs"]
+    if settings["max_steps"] > 0:
+        epochs = settings["max_steps"] * settings["global_batch_size"] / len(examples)
+    steps = Steps(example_tokens(examples), settings["global_batch_size"], settings["seed"],
+                  decisions["micro_batch_size"], processes, int(os.environ.get("RANK", 0)),
+                  decisions["sort_by_length"], budget, epochs=epochs, **options)  # fmt: skip
+    decisions.update(micro_batch_tokens=budget, gradient_accumulation_steps=steps.accumulation)
+    return steps, [dict(e, index=i) for i, e in enumerate(examples)]
 
 
 class Speedups:
-    """Trainer mixin: training draws its examples through Steps, each step's examples sorted by length into
-    micro-batches with sort_by_length; in bf16, LoRA layers keep their inputs' dtype (keep_input_dtypes) and every
-    loss runs under bf16 autocast, which that needs (accelerate adds the same autocast once training starts; this
-    one also covers calls before). On GPU, SDPA runs without its cuDNN backend: cuDNN plans every new shape on the
-    CPU (1.5-1.8 ms a call), and length-sorted micro-batches bring a new shape each time, so the GPU waited; flash
-    attention needs no plan. SFT of the 8B-shaped benchmark on an H200: 6,937 -> 8,779 tokens/s, medians of 3 runs
+    """Trainer mixin: training draws its micro-batches from `steps` (Steps), with each example's weight in the
+    loss (WithWeights); in bf16, LoRA layers keep their inputs' dtype (keep_input_dtypes) and every loss runs under
+    bf16 autocast, which that needs (accelerate adds the same autocast once training starts; this one also covers
+    calls before). On GPU, SDPA runs without its cuDNN backend: cuDNN plans every new shape on the CPU (1.5-1.8 ms a
+    call), and length-sorted micro-batches bring a new shape each time, so the GPU waited; flash attention needs no
+    plan. SFT of the 8B-shaped benchmark on an H200: 6,937 -> 8,779 tokens/s, medians of 3 runs
     (bench/results/sft_cudnn_attention_2026-12-02_h200.md)."""
 
-    def __init__(self, *args, sort_by_length=False, **kwargs):
-        self.sort_by_length = sort_by_length
+    def __init__(self, *args, steps, **kwargs):
+        self.steps = steps
         super().__init__(*args, **kwargs)
+        self.loss_is_scaled_for_ga = True  # the weights sum to one over the step: no division by accumulation
+        self.data_collator = WithWeights(self.data_collator, steps)
         if self.args.bf16:
             keep_input_dtypes(self.model)
         if torch.cuda.is_available():
@@ -326,14 +396,13 @@ class Speedups:
         with torch.autocast(self.args.device.type, torch.bfloat16, enabled=self.args.bf16):
             return super().compute_loss(model, inputs, *args, **kwargs)
 
-    def steps_sampler(self, dataset, **options):
-        a = self.args
-        step = a.per_device_train_batch_size * a.gradient_accumulation_steps * a.world_size
-        seed = a.data_seed if a.data_seed is not None else a.seed
-        return Steps(example_lengths(dataset), step, seed, sort=self.sort_by_length, **options)
+    def weighted(self, losses, weights):
+        """The micro-batch's share of the step's loss: each example's loss by its weight. DDP averages the gradients
+        of the processes, each of which holds its share of the step's weights."""
+        return (losses.float() * weights.to(losses.device)).sum() * self.accelerator.num_processes
 
     def _get_train_sampler(self, train_dataset=None):
-        return self.steps_sampler(self.train_dataset if train_dataset is None else train_dataset)
+        return self.steps
 
 
 def load_model(path, settings):
