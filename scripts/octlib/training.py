@@ -64,16 +64,23 @@ def decide(settings, model=None, sequences_per_example=1):
     per_process = settings["global_batch_size"] // world
     liger = liger_kernel(settings)
     micro = micro_batch_size(settings, model, sequences_per_example, per_process, liger)
+    checkpointing = gradient_checkpointing(settings, model, micro * sequences_per_example, liger)
     cuda = torch.cuda.is_available()
+    # padding-free micro-batches are filled by tokens: those of the micro-batch at full length, or with micro_batch_size
+    # auto, as many as fit the GPU
+    tokens = micro * sequences_per_example * settings["max_length"]
+    if settings["micro_batch_size"] == "auto" and model is not None and cuda and not checkpointing:
+        tokens = max(tokens, int(activation_tokens(model, liger)))
     return {
         "device": torch.cuda.get_device_name() if cuda else "cpu",
         "processes": world,
         "examples_per_process": per_process,
         "micro_batch_size": micro,
         "gradient_accumulation_steps": per_process // micro,
-        "gradient_checkpointing": gradient_checkpointing(settings, model, micro * sequences_per_example, liger),
+        "gradient_checkpointing": checkpointing,
         "liger_kernel": liger,
         "padding_free": padding_free(settings),
+        "micro_batch_tokens": tokens,
         "sort_by_length": settings["sort_by_length"],
         "attention": settings["attention"],
         "dtype": "bfloat16" if cuda and settings["bf16"] else "float32",
@@ -115,8 +122,8 @@ def gpu_memory():
     return torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory
 
 
-def fits(settings, model, sequences, liger):
-    """Whether a micro-batch of full-length sequences trains without checkpointing. A token keeps, per LoRA
+def activation_tokens(model, liger):
+    """How many tokens' activations fit the GPU beside the weights, without checkpointing. A token keeps, per LoRA
     decoder layer, about 15 x hidden + 4 x intermediate bf16 values for the backward pass, 10 x hidden +
     3.5 x intermediate with Liger's kernels (measured on an 8B Llama: bench/results/)."""
     text = model.config.get_text_config()
@@ -124,7 +131,12 @@ def fits(settings, model, sequences, liger):
     per_token = text.num_hidden_layers * 2 * ((10 * h + 3.5 * i) if liger else (15 * h + 4 * i))
     weights = sum(p.numel() * p.element_size() for p in model.parameters())
     # 1.2: the LoRA weights with their gradients and Adam state, the LM head's chunks, the reference forward
-    return 1.2 * weights + sequences * settings["max_length"] * per_token < 0.85 * gpu_memory()
+    return (0.85 * gpu_memory() - 1.2 * weights) / per_token
+
+
+def fits(settings, model, sequences, liger):
+    """Whether a micro-batch of full-length sequences trains without checkpointing."""
+    return sequences * settings["max_length"] < activation_tokens(model, liger)
 
 
 def micro_batch_size(settings, model, sequences_per_example, per_process, liger):
@@ -298,7 +310,8 @@ class Steps(BatchRebalanceSampler):
         self.accumulation = per_process // micro
         if budget:
             steps = [s for epoch in range(math.ceil(epochs)) for s in self.steps(epoch)]
-            self.accumulation = next(a for a in range(1, per_process + 1) if all(
+            least = math.ceil(max(sum(tokens[i] for i in s) for s in steps) / (budget * processes))
+            self.accumulation = next(a for a in range(least, per_process + 1) if all(
                 max(map(sum, self.cut(s, a, tokens=True))) <= budget for s in steps))  # fmt: skip
 
     def steps(self, epoch):
@@ -356,13 +369,11 @@ class WithWeights:
 
 
 def plan_steps(examples, settings, decisions, **options):
-    """The run's Steps, from the examples and the job's decisions; padding-free micro-batches are filled up to the
-    tokens of the micro-batch chosen for full-length sequences (micro_batch_tokens), which sets the accumulation.
-    Returns the examples with their index, for WithWeights."""
+    """The run's Steps, from the examples and the job's decisions: padding-free micro-batches are filled up to
+    micro_batch_tokens (decide), which sets the accumulation. Returns the examples with their index, for
+    WithWeights."""
     processes = decisions["processes"]
-    budget = None
-    if decisions["padding_free"]:
-        budget = decisions["micro_batch_size"] * settings["max_length"] * (1 if "input_ids" in examples[0] else 2)
+    budget = decisions["micro_batch_tokens"] if decisions["padding_free"] else None
     epochs = settings["epochs"]
     if settings["max_steps"] > 0:
         epochs = settings["max_steps"] * settings["global_batch_size"] / len(examples)
