@@ -14,7 +14,8 @@ from octlib import training
 from safetensors.torch import load_file
 
 TORCHRUN = Path(sys.executable).parent / "torchrun"
-SETTINGS = {"micro_batch_size": "auto", "sort_by_length": True, "attention": "sdpa", "bf16": True}
+SETTINGS = {"micro_batch_size": "auto", "sort_by_length": True, "padding_free": "auto", "attention": "sdpa", "bf16": True,
+            "max_length": 64}  # fmt: skip
 
 
 @pytest.mark.parametrize(
