@@ -426,7 +426,14 @@ def judge_name(model):
 ENGINE_SHAPING = {"hf": ("batch_size", "dtype"), "vllm": ("dtype",)}  # openai: see api_of
 
 # Training settings that change only speed or memory, not the optimised objective or its data.
-TRAINING_SPEED = ("micro_batch_size", "gradient_checkpointing", "liger_kernel", "sort_by_length", "padding_free", "attention")
+TRAINING_SPEED = (
+    "micro_batch_size",
+    "gradient_checkpointing",
+    "liger_kernel",
+    "sort_by_length",
+    "padding_free",
+    "attention",
+)
 
 
 def untracked(value):
