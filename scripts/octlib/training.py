@@ -312,15 +312,15 @@ class Steps(BatchRebalanceSampler):
             steps = [s for epoch in range(math.ceil(epochs)) for s in self.steps(epoch)]
             least = math.ceil(max(sum(tokens[i] for i in s) for s in steps) / (budget * processes))
             self.accumulation = next(a for a in range(least, per_process + 1) if all(
-                max(map(sum, self.cut(s, a, tokens=True))) <= budget for s in steps))  # fmt: skip
+                sum(tokens[i] for i in b) <= budget for s in steps for b in self.cut(s, a)))  # fmt: skip
 
     def steps(self, epoch):
         generator = torch.Generator().manual_seed(self.seed + epoch)
         order = torch.randperm(len(self.tokens), generator=generator).tolist()
         return [order[start : start + self.step] for start in range(0, len(order), self.step)]
 
-    def cut(self, step, accumulation, tokens=False):
-        """The step's micro-batches (of all processes), or with tokens their examples' token counts."""
+    def cut(self, step, accumulation):
+        """The step's micro-batches, of all processes."""
         count = min(accumulation * self.processes, len(step)) // self.processes * self.processes
         longest_first = sorted(step, key=self.tokens.__getitem__, reverse=True)
         if self.budget:
@@ -334,7 +334,7 @@ class Steps(BatchRebalanceSampler):
                        for j in range(count)]  # fmt: skip
         else:  # a last, smaller step: examples dealt round
             batches = [longest_first[j::count] for j in range(count)]
-        return [[self.tokens[i] for i in b] for b in batches] if tokens else batches
+        return batches
 
     def __len__(self):
         return sum(len(self.cut(s, self.accumulation)) // self.processes for s in self.steps(self.epoch))
