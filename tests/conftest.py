@@ -142,7 +142,10 @@ def tiny_run(tmp_path_factory):
         "capabilities": {"python": str(CAPABILITIES_PYTHON)},
     }
     (workdir / "overlay.yaml").write_text(yaml.safe_dump(overlay))
-    result = snakemake(workdir, "--cores", 2, "--configfile", "tests/tiny/config.yaml", "overlay.yaml", umask=0o002)
+    # one thread a job: the tiny jobs spend their time importing, so two side by side (11 min, 15.5 with two threads)
+    result = snakemake(
+        workdir, "--cores", 2, "--max-threads", 1, "--configfile", "tests/tiny/config.yaml", "overlay.yaml", umask=0o002
+    )
     return workdir, result
 
 
