@@ -58,7 +58,9 @@ class CharacterSFTTrainer(training.Speedups, SFTTrainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         weights = inputs.pop("loss_weight")
         if "cu_seq_lens_q" in inputs:  # padding-free: each transcript's weight on each of its tokens
-            weights = weights.repeat_interleave(inputs["cu_seq_lens_q"].diff().to(weights.device))[None, 1:]
+            # the row's length given, so that the GPU need not tell the CPU how long the result is (a sync)
+            lengths, tokens = inputs["cu_seq_lens_q"].diff().to(weights.device), inputs["input_ids"].size(1)
+            weights = weights.repeat_interleave(lengths, output_size=tokens)[None, 1:]
         else:
             weights = weights[:, None]
         with torch.autocast(self.args.device.type, torch.bfloat16, enabled=self.args.bf16):
