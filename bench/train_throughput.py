@@ -11,7 +11,10 @@ word-level tokenizer, one token per word. Every configuration trains the same gl
   micro-batch, accumulated to the global batch);
 - "TRL tuned": what a user would set from TRL's documentation: no gradient checkpointing, Liger's kernels,
   our micro-batch, for SFT TRL's padding-free collator with flash_attention_2 where the flash-attn package is
-  installed (else SDPA); TRL's DPO has no padding-free mode (DPOConfig.padding_free is disabled in TRL 1.16).
+  installed, else with PyTorch's own variable-length flash attention (the kernel "ours" uses, which transformers
+  calls with the packing TRL's collator gives: the same work as flash_attention_2; SDPA would mask the whole
+  packed row and compute attention across sequences); TRL's DPO has no padding-free mode (DPOConfig.padding_free
+  is disabled in TRL 1.16).
 
 Each run of a configuration is its own process (an out-of-memory error is reported and the next one runs); with
 --repeats the configurations are run in turn that many times. A run times --measured optimiser steps after
@@ -166,23 +169,28 @@ def measure_peak(result):
     result.update(peak_tflops=best / 1e12, device=torch.cuda.get_device_name(0))
 
 
-def build_model(tiny, cuda, vocab, attention="sdpa"):
+def build_model(tiny, cuda, vocab):
     import torch
     from transformers import AutoModelForCausalLM, LlamaConfig
 
     shape = dict(TINY, vocab_size=vocab) if tiny else LLAMA_8B
     with torch.device("cuda" if cuda else "cpu"):
         return AutoModelForCausalLM.from_config(
-            LlamaConfig(**shape), dtype=torch.bfloat16 if cuda else torch.float32, attn_implementation=attention
+            LlamaConfig(**shape), dtype=torch.bfloat16 if cuda else torch.float32, attn_implementation="sdpa"
         )
 
 
-def tuned_attention(cuda):
+def tuned_attention(model, cuda):
     """TRL's documentation pairs padding-free training with flash attention: flash_attention_2 where the flash-attn
-    package is installed, else SDPA (which then masks the packed row block by block)."""
+    package is installed, else PyTorch's varlen flash attention (see the module's text); SDPA on the CPU."""
     import importlib.util
 
-    return "flash_attention_2" if cuda and importlib.util.find_spec("flash_attn") else "sdpa"
+    from octlib import training
+
+    if cuda and importlib.util.find_spec("flash_attn"):
+        model.set_attn_implementation("flash_attention_2")
+    elif cuda:
+        training.use_varlen_attention(model)
 
 
 def trl_trainer(kind, stage, model, tokenizer, train, settings, micro, out, cuda):
@@ -281,8 +289,9 @@ def run_configuration(name, tiny, warmup, measured, memory_gb, result):
     if cuda and memory_gb:  # plan for and stay within a smaller GPU's memory
         torch.cuda.set_per_process_memory_fraction(min(1.0, memory_gb * 1e9 / training.gpu_memory()))
         training.gpu_memory = lambda: memory_gb * 1e9
-    attention = tuned_attention(cuda) if kind == "trl tuned" and stage == "sft" else "sdpa"
-    model = build_model(tiny, cuda, len(tokenizer), attention)
+    model = build_model(tiny, cuda, len(tokenizer))
+    if kind == "trl tuned" and stage == "sft":
+        tuned_attention(model, cuda)
     n_all = sum(p.numel() for p in model.parameters())
     n_matmul = n_all - model.get_input_embeddings().weight.numel()
     out = tempfile.mkdtemp()
