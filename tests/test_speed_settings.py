@@ -88,3 +88,39 @@ def test_the_throughput_benchmark_runs_on_the_cpu_and_reports_every_configuratio
     assert rows["dpo ours"]["vs TRL tuned"] > 0 and set(report["jobs"]) == {"dpo", "sft"}
     markdown = next(tmp_path.glob("train_throughput_*_cpu.md")).read_text()
     assert "| sft ours | 1 | 2 x 16 |" in markdown and "All 66 training runs of the paper" in markdown
+
+
+@pytest.mark.parametrize("autocast", [False, True], ids=["float32", "bf16-autocast"])
+def test_lora_updates_added_in_the_matmul_give_pefts_outputs_and_gradients(tiny_models, autocast):
+    """fuse_lora_updates: the same logits and LoRA gradients as PEFT's forward, with the adapter and without."""
+    from octlib.training import fuse_lora_updates, lora_config
+    from peft import get_peft_model
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_models["chatml"], dtype=torch.float32)
+    model = get_peft_model(model, lora_config(settings("dpo", lora_rank=4)))
+    torch.manual_seed(0)
+    for name, p in model.named_parameters():
+        if "lora_B" in name:  # zero at the start: a random update makes the comparison mean something
+            p.data.normal_(0, 0.5)
+    ids = torch.randint(0, model.config.vocab_size, (2, 12))
+
+    def run():
+        model.zero_grad()
+        with torch.autocast("cpu", torch.bfloat16, enabled=autocast):
+            logits = model(input_ids=ids).logits.float()
+            with model.disable_adapter():
+                base = model(input_ids=ids).logits.float()
+        logits.square().mean().backward()
+        return logits, base, {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+
+    peft_logits, base, peft_grads = run()
+    fuse_lora_updates(model)
+    fused = [m for m in model.modules() if "forward" in vars(m)]
+    assert len(fused) == sum(1 for n, _ in model.named_modules() if n.endswith("lora_A")) > 0
+    logits, fused_base, grads = run()
+    tol = {"rtol": 2e-2, "atol": 2e-2} if autocast else {"rtol": 1e-5, "atol": 1e-6}
+    assert not torch.allclose(logits, base, **tol)  # the adapter changes the logits
+    torch.testing.assert_close(fused_base, base, rtol=0, atol=0)
+    torch.testing.assert_close(logits, peft_logits, **tol)
+    for name, grad in peft_grads.items():
+        torch.testing.assert_close(grads[name], grad, **tol, msg=name)
