@@ -100,7 +100,7 @@ def test_lora_updates_added_in_the_matmul_give_pefts_outputs_and_gradients(tiny_
     model = get_peft_model(model, lora_config(settings("dpo", lora_rank=4)))
     torch.manual_seed(0)
     for name, p in model.named_parameters():
-        if "lora_B" in name:  # zero at the start: a random update makes the comparison mean something
+        if "lora_B" in name:  # zero at the start, which would make every update zero
             p.data.normal_(0, 0.5)
     ids = torch.randint(0, model.config.vocab_size, (2, 12))
 

@@ -277,11 +277,12 @@ def keep_input_dtypes(model):
 
 def fuse_lora_updates(model):
     """PEFT adds a LoRA layer's update to the base layer's output as `result + lora_B(lora_A(x)) * scaling`: a
-    multiply and an add over the whole output, and the multiply again in the backward pass (in a profile of the 8B
-    benchmark on an H100, multiplies and adds took 10-12% of the GPU's time). Plain LoRA layers (no dropout, no
-    bias, no variant such as DoRA) here compute the update in lora_B's matmul instead, added in place into the base
-    output (addmm_ with alpha = scaling): the same sum, scaled in the matmul. Other calls (adapters disabled or
-    merged, several adapters, extra arguments) take PEFT's own forward."""
+    multiply and an add over the whole output, and the multiply again in the backward pass (in profiles of the 8B
+    benchmark's steps on an H100, multiplies and adds took 10% of the GPU's time in DPO, 12% in SFT;
+    bench/results/). Plain LoRA layers (no dropout, no bias, no variant such as DoRA) here compute the update in
+    lora_B's matmul instead, added in place into the base output (addmm_ with alpha = scaling): the same sum,
+    scaled in the matmul. Other calls (adapters disabled or merged, several adapters, extra arguments) take PEFT's
+    own forward."""
     import types
 
     from peft.tuners.lora import Linear
@@ -421,10 +422,10 @@ class Speedups:
     """Trainer mixin: training draws its micro-batches from `steps` (Steps), with each example's weight in the
     loss (WithWeights); LoRA layers add their update in a matmul (fuse_lora_updates); in bf16, they keep their
     inputs' dtype (keep_input_dtypes) and every loss runs under bf16 autocast, which that needs (accelerate adds the
-    same autocast once training starts; this one also covers calls before). On GPU, SDPA runs without its cuDNN backend: cuDNN plans every new shape on the CPU (1.5-1.8 ms a
-    call), and length-sorted micro-batches bring a new shape each time, so the GPU waited; flash attention needs no
-    plan. SFT of the 8B-shaped benchmark on an H200: 6,937 -> 8,779 tokens/s, medians of 3 runs
-    (bench/results/sft_cudnn_attention_2026-12-02_h200.md)."""
+    same autocast once training starts; this one also covers calls before). On GPU, SDPA runs without its cuDNN
+    backend: cuDNN plans every new shape on the CPU (1.5-1.8 ms a call), and length-sorted micro-batches bring a new
+    shape each time, so the GPU waited; flash attention needs no plan. SFT of the 8B-shaped benchmark on an H200:
+    6,937 -> 8,779 tokens/s, medians of 3 runs (bench/results/sft_cudnn_attention_2026-12-02_h200.md)."""
 
     def __init__(self, *args, steps, **kwargs):
         self.steps = steps
