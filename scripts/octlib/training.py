@@ -302,11 +302,13 @@ def lora_forward(self, x, *args, **kwargs):
     lora_A, lora_B = self.lora_A[adapters[0]].weight, self.lora_B[adapters[0]].weight
     if x.dtype != lora_A.dtype and not torch.is_autocast_enabled(x.device.type):
         return type(self).forward(self, x, *args, **kwargs)  # PEFT casts the input to the adapter's dtype
-    result = self.base_layer(x)
-    h = F.linear(x, lora_A)  # under autocast in the dtype of the base layer's output
-    result.view(-1, result.shape[-1]).addmm_(h.view(-1, h.shape[-1]), lora_B.to(result.dtype).t(),
-                                             alpha=self.scaling[adapters[0]])  # fmt: skip
-    return result
+    x2 = x.reshape(-1, x.shape[-1])
+    # Added into the 2-D output itself: in place into a view of it, autograd would copy the whole output's gradient
+    # (CopySlices) three times in the backward pass.
+    result = self.base_layer(x2)
+    h = F.linear(x2, lora_A)  # under autocast in the dtype of the base layer's output
+    result.addmm_(h, lora_B.to(result.dtype).t(), alpha=self.scaling[adapters[0]])
+    return result.view(*x.shape[:-1], result.shape[-1])
 
 
 def example_tokens(examples):
