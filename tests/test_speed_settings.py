@@ -9,6 +9,7 @@ import sys
 
 import pytest
 import torch
+import torch.nn.functional as F
 import yaml
 from conftest import ROOT
 from octlib.validate import check
@@ -90,50 +91,98 @@ def test_the_throughput_benchmark_runs_on_the_cpu_and_reports_every_configuratio
     assert "| sft ours | 1 | 2 x 16 |" in markdown and "All 66 training runs of the paper" in markdown
 
 
-@pytest.mark.parametrize("autocast", [False, True], ids=["float32", "bf16-autocast"])
-def test_lora_updates_added_in_the_matmul_give_pefts_outputs_and_gradients(tiny_models, autocast):
-    """fuse_lora_updates: the same logits and LoRA gradients as PEFT's forward, with the adapter and without."""
+@pytest.mark.parametrize("bf16", [False, True], ids=["float32", "bf16"])
+def test_lora_updates_added_in_the_matmul_give_pefts_outputs_and_gradients(tiny_models, bf16):
+    """fuse_lora_updates: the logits and LoRA gradients of PEFT's forward, with the adapter and without. In bf16 (the
+    base model in bf16, LoRA in float32, under autocast: training on a GPU), as close to float32's as PEFT's own."""
     from octlib.training import fuse_lora_updates, lora_config
     from peft import get_peft_model
 
     model = AutoModelForCausalLM.from_pretrained(tiny_models["chatml"], dtype=torch.float32)
     model = get_peft_model(model, lora_config(settings("dpo", lora_rank=4)))
     torch.manual_seed(0)
+    for name, module in model.named_modules():
+        if name.endswith(("q_proj.base_layer", "k_proj.base_layer", "v_proj.base_layer")):  # biases, as Qwen's
+            module.bias = torch.nn.Parameter(torch.randn(module.out_features), requires_grad=False)
+    base_weights = [p for name, p in model.named_parameters() if "lora_" not in name]
     for name, p in model.named_parameters():
         if "lora_B" in name:  # zero at the start, which would make every update zero
             p.data.normal_(0, 0.5)
+    for p in base_weights:  # the same model in float32 and bf16
+        p.data = p.data.to(torch.bfloat16).float()
     ids = torch.randint(0, model.config.vocab_size, (2, 12))
 
-    graph = set()
-
-    def walk(node):  # the backward graph's node types
-        while node is not None and node not in graph:
-            graph.add(node)
-            for child, _ in node.next_functions[1:]:
-                walk(child)
-            node = node.next_functions[0][0] if node.next_functions else None
+    def node_types(node):  # of every node of the backward graph
+        seen, todo = set(), [node]
+        while todo:
+            node = todo.pop()
+            if node is not None and node not in seen:
+                seen.add(node)
+                todo += [child for child, _ in node.next_functions]
+        return [type(node).__name__ for node in seen]
 
     def run():
         model.zero_grad()
-        with torch.autocast("cpu", torch.bfloat16, enabled=autocast):
+        with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
             logits = model(input_ids=ids).logits.float()
             with model.disable_adapter():
                 base = model(input_ids=ids).logits.float()
-        graph.clear()
-        walk(logits.grad_fn)
+        nodes = node_types(logits.grad_fn)
         logits.square().mean().backward()
-        return logits, base, {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+        return {"logits": logits.detach(), **grads}, base, nodes
 
-    peft_logits, base, peft_grads = run()
+    exact, _, _ = run()
+    if bf16:
+        for p in base_weights:
+            p.data = p.data.to(torch.bfloat16)
+    peft, base, _ = run()
     fuse_lora_updates(model)
-    fused = [m for m in model.modules() if "forward" in vars(m)]
-    assert len(fused) == sum(1 for n, _ in model.named_modules() if n.endswith("lora_A")) > 0
-    logits, fused_base, grads = run()
-    # an update added in place into a view of the output would copy the output's gradient (CopySlices)
-    assert "CopySlices" not in {type(node).__name__ for node in graph}
-    tol = {"rtol": 2e-2, "atol": 2e-2} if autocast else {"rtol": 1e-5, "atol": 1e-6}
-    assert not torch.allclose(logits, base, **tol)  # the adapter changes the logits
+    fused_modules = [m for m in model.modules() if "forward" in vars(m)]
+    assert len(fused_modules) == sum(1 for n, _ in model.named_modules() if n.endswith("lora_A")) > 0
+    fused, fused_base, nodes = run()
+    assert nodes.count("FusedLoraBackward") == len(fused_modules)  # PEFT's forward taken nowhere but without adapter
     torch.testing.assert_close(fused_base, base, rtol=0, atol=0)
-    torch.testing.assert_close(logits, peft_logits, **tol)
-    for name, grad in peft_grads.items():
-        torch.testing.assert_close(grads[name], grad, **tol, msg=name)
+    assert not torch.allclose(fused["logits"], base, rtol=1e-2, atol=1e-2)  # the adapter changes the logits
+    if not bf16:
+        torch.testing.assert_close(fused, exact, rtol=1e-5, atol=1e-6)
+        return
+    # bf16: the rounding of a random model's logits and gradients compounds through its layers, in another order
+    # here than in PEFT (test_fused_lora_layer_rounds_no_worse_than_pefts compares the two layer by layer)
+    assert all(fused[name].dtype == value.dtype and fused[name].isfinite().all() for name, value in peft.items())
+    for name, value in peft.items():
+        assert (fused[name] - value).norm() <= (0.03 if name == "logits" else 0.25) * value.norm(), name
+
+
+def test_fused_lora_layer_rounds_no_worse_than_pefts():
+    """One bf16 LoRA layer (base weight and bias bf16, LoRA float32, alpha / r = 2) over 20 random draws: the output
+    and the gradients of the input, lora_A and lora_B from FusedLora are no further from float64 than PEFT's sum
+    under autocast."""
+    from octlib.training import FusedLora
+
+    def exact(x, weight, bias, lora_A, lora_B):
+        return F.linear(x, weight.double(), bias.double()) + F.linear(F.linear(x, lora_A), lora_B) * 2.0
+
+    def peft(x, weight, bias, lora_A, lora_B):
+        with torch.autocast("cpu", torch.bfloat16):
+            return F.linear(x, weight, bias) + F.linear(F.linear(x, lora_A), lora_B) * 2.0
+
+    def fused(x, weight, bias, lora_A, lora_B):
+        return FusedLora.apply(x, weight, bias, lora_A, lora_B, 2.0, torch.bfloat16)
+
+    errors = {peft: torch.zeros(4), fused: torch.zeros(4)}  # of the output, grad x, grad lora_A, grad lora_B
+    for seed in range(20):
+        torch.manual_seed(seed)
+        x, grad = torch.randn(64, 128).bfloat16(), torch.randn(64, 256).bfloat16()
+        weight, bias = (torch.randn(256, 128) / 128**0.5).bfloat16(), torch.randn(256).bfloat16()
+        lora_A, lora_B = torch.randn(8, 128) / 128**0.5, torch.randn(256, 8) * 0.05
+        results = {}
+        for f in (exact, peft, fused):
+            inputs = [t.to(torch.float64 if f is exact else t.dtype).clone().requires_grad_() for t in (x, lora_A, lora_B)]
+            y = f(inputs[0], weight, bias, *inputs[1:])
+            y.backward(grad.to(y.dtype))
+            results[f] = [t.double() for t in (y.detach(), *(i.grad for i in inputs))]
+        for f in (peft, fused):
+            for k, (value, truth) in enumerate(zip(results[f], results[exact])):
+                errors[f][k] += (value - truth).norm() / truth.norm()
+    assert (errors[fused] <= 1.02 * errors[peft]).all(), errors

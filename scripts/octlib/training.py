@@ -277,38 +277,71 @@ def keep_input_dtypes(model):
 
 def fuse_lora_updates(model):
     """PEFT adds a LoRA layer's update to the base layer's output as `result + lora_B(lora_A(x)) * scaling`: a
-    multiply and an add over the whole output, and the multiply again in the backward pass (in profiles of the 8B
-    benchmark's steps on an H100, multiplies and adds took 10% of the GPU's time in DPO, 12% in SFT;
-    bench/results/). Plain LoRA layers (no dropout, no bias, no variant such as DoRA) here compute the update in
-    lora_B's matmul instead, added in place into the base output (addmm_ with alpha = scaling): the same sum,
-    scaled in the matmul. Other calls (adapters disabled or merged, several adapters, extra arguments) take PEFT's
-    own forward."""
+    multiply and an add over the whole output, and in the backward pass the multiply again and an add of the
+    input's two gradients (in profiles of the 8B benchmark's steps on an H100, multiplies and adds took 10% of the
+    GPU's time in DPO, 12% in SFT; bench/results/). LoRA layers over a frozen nn.Linear with no dropout, no LoRA
+    bias and no variant such as DoRA here run as one autograd function (FusedLora) whose matmuls do the adding and
+    scaling. Other calls (adapters disabled or merged, several adapters, extra arguments) take PEFT's forward."""
     import types
 
     from peft.tuners.lora import Linear
 
     for module in model.modules():
-        if type(module) is Linear and not module.lora_variant:
+        if type(module) is Linear and type(module.base_layer) is torch.nn.Linear and not module.lora_variant:
             dropouts, biases = module.lora_dropout.values(), [b.bias for b in module.lora_B.values()]
             if all(isinstance(d, torch.nn.Identity) for d in dropouts) and all(b is None for b in biases):
                 module.forward = types.MethodType(lora_forward, module)
 
 
 def lora_forward(self, x, *args, **kwargs):
-    """A plain LoRA layer's forward, its update added by addmm_ (fuse_lora_updates)."""
+    """A LoRA layer's forward through FusedLora (fuse_lora_updates)."""
     adapters = [a for a in self.active_adapters if a in self.lora_A]
-    if args or kwargs or self.disable_adapters or self.merged or len(adapters) != 1:
+    base = self.base_layer
+    frozen = not base.weight.requires_grad and (base.bias is None or not base.bias.requires_grad)
+    if args or kwargs or self.disable_adapters or self.merged or len(adapters) != 1 or not frozen:
         return type(self).forward(self, x, *args, **kwargs)
     lora_A, lora_B = self.lora_A[adapters[0]].weight, self.lora_B[adapters[0]].weight
-    if x.dtype != lora_A.dtype and not torch.is_autocast_enabled(x.device.type):
+    device = x.device.type
+    if torch.is_autocast_enabled(device):
+        dtype = torch.get_autocast_dtype(device)
+    elif x.dtype == lora_A.dtype:
+        dtype = x.dtype
+    else:
         return type(self).forward(self, x, *args, **kwargs)  # PEFT casts the input to the adapter's dtype
-    x2 = x.reshape(-1, x.shape[-1])
-    # Added into the 2-D output itself: in place into a view of it, autograd would copy the whole output's gradient
-    # (CopySlices) three times in the backward pass.
-    result = self.base_layer(x2)
-    h = F.linear(x2, lora_A)  # under autocast in the dtype of the base layer's output
-    result.addmm_(h, lora_B.to(result.dtype).t(), alpha=self.scaling[adapters[0]])
-    return result.view(*x.shape[:-1], result.shape[-1])
+    y = FusedLora.apply(x.reshape(-1, x.shape[-1]), base.weight, base.bias, lora_A, lora_B, self.scaling[adapters[0]],
+                        dtype)  # fmt: skip
+    return y.view(*x.shape[:-1], y.shape[-1])
+
+
+class FusedLora(torch.autograd.Function):
+    """y = x W^T + b + s (x A^T) B^T for a frozen W and b, computed in `dtype`. The update is added by lora_B's
+    matmul into the base output (addmm_, alpha = s); in the backward pass the input's gradient through the adapter
+    is added by lora_A's matmul into the one through W, and s scales only rank-sized products."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, lora_A, lora_B, scaling, dtype):
+        x, A, B = x.to(dtype), lora_A.to(dtype), lora_B.to(dtype)
+        h = x @ A.t()
+        y = F.linear(x, weight.to(dtype), None if bias is None else bias.to(dtype))
+        y.addmm_(h, B.t(), alpha=scaling)
+        ctx.save_for_backward(x, h, weight, A, B)
+        ctx.scaling = scaling
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, h, weight, A, B = ctx.saved_tensors
+        s, (x_needs, _, _, A_needs, B_needs, _, _) = ctx.scaling, ctx.needs_input_grad
+        grad = grad.to(x.dtype)
+        grad_h = (grad @ B).mul_(s)
+        grad_x = grad_A = grad_B = None
+        if x_needs:
+            grad_x = (grad @ weight.to(x.dtype)).addmm_(grad_h, A)
+        if A_needs:
+            grad_A = grad_h.t() @ x
+        if B_needs:
+            grad_B = (grad.t() @ h).mul_(s)
+        return grad_x, None, None, grad_A, grad_B, None, None
 
 
 def example_tokens(examples):
@@ -422,7 +455,7 @@ def plan_steps(examples, settings, decisions, **options):
 
 class Speedups:
     """Trainer mixin: training draws its micro-batches from `steps` (Steps), with each example's weight in the
-    loss (WithWeights); LoRA layers add their update in a matmul (fuse_lora_updates); in bf16, they keep their
+    loss (WithWeights); LoRA layers add their update in their matmuls (fuse_lora_updates); in bf16, they keep their
     inputs' dtype (keep_input_dtypes) and every loss runs under bf16 autocast, which that needs (accelerate adds the
     same autocast once training starts; this one also covers calls before). On GPU, SDPA runs without its cuDNN
     backend: cuDNN plans every new shape on the CPU (1.5-1.8 ms a call), and length-sorted micro-batches bring a new
