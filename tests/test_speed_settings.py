@@ -178,7 +178,9 @@ def test_fused_lora_layer_rounds_no_worse_than_pefts():
         lora_A, lora_B = torch.randn(8, 128) / 128**0.5, torch.randn(256, 8) * 0.05
         results = {}
         for f in (exact, peft, fused):
-            inputs = [t.to(torch.float64 if f is exact else t.dtype).clone().requires_grad_() for t in (x, lora_A, lora_B)]
+            inputs = [
+                t.to(torch.float64 if f is exact else t.dtype).clone().requires_grad_() for t in (x, lora_A, lora_B)
+            ]
             y = f(inputs[0], weight, bias, *inputs[1:])
             y.backward(grad.to(y.dtype))
             results[f] = [t.double() for t in (y.detach(), *(i.grad for i in inputs))]
