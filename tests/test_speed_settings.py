@@ -99,8 +99,8 @@ def test_lora_updates_added_in_the_matmul_give_pefts_outputs_and_gradients(tiny_
     from peft import get_peft_model
 
     model = AutoModelForCausalLM.from_pretrained(tiny_models["chatml"], dtype=torch.float32)
+    torch.manual_seed(0)  # lora_A's initialisation too
     model = get_peft_model(model, lora_config(settings("dpo", lora_rank=4)))
-    torch.manual_seed(0)
     for name, module in model.named_modules():
         if name.endswith(("q_proj.base_layer", "k_proj.base_layer", "v_proj.base_layer")):  # biases, as Qwen's
             module.bias = torch.nn.Parameter(torch.randn(module.out_features), requires_grad=False)
