@@ -289,16 +289,15 @@ def fuse_lora_updates(model):
     for module in model.modules():
         if type(module) is Linear and type(module.base_layer) is torch.nn.Linear and not module.lora_variant:
             dropouts, biases = module.lora_dropout.values(), [b.bias for b in module.lora_B.values()]
-            if all(isinstance(d, torch.nn.Identity) for d in dropouts) and all(b is None for b in biases):
+            frozen = not any(p.requires_grad for p in module.base_layer.parameters())
+            if frozen and all(isinstance(d, torch.nn.Identity) for d in dropouts) and all(b is None for b in biases):
                 module.forward = types.MethodType(lora_forward, module)
 
 
 def lora_forward(self, x, *args, **kwargs):
     """A LoRA layer's forward through FusedLora (fuse_lora_updates)."""
     adapters = [a for a in self.active_adapters if a in self.lora_A]
-    base = self.base_layer
-    frozen = not base.weight.requires_grad and (base.bias is None or not base.bias.requires_grad)
-    if args or kwargs or self.disable_adapters or self.merged or len(adapters) != 1 or not frozen:
+    if args or kwargs or self.disable_adapters or self.merged or len(adapters) != 1:
         return type(self).forward(self, x, *args, **kwargs)
     lora_A, lora_B = self.lora_A[adapters[0]].weight, self.lora_B[adapters[0]].weight
     device = x.device.type
@@ -308,6 +307,7 @@ def lora_forward(self, x, *args, **kwargs):
         dtype = x.dtype
     else:
         return type(self).forward(self, x, *args, **kwargs)  # PEFT casts the input to the adapter's dtype
+    base = self.base_layer
     y = FusedLora.apply(x.reshape(-1, x.shape[-1]), base.weight, base.bias, lora_A, lora_B, self.scaling[adapters[0]],
                         dtype)  # fmt: skip
     return y.view(*x.shape[:-1], y.shape[-1])
