@@ -169,15 +169,14 @@ def measure_peak(result):
     result.update(peak_tflops=best / 1e12, device=torch.cuda.get_device_name(0))
 
 
-def build_model(tiny, cuda, vocab):
+def build_model(tiny, cuda, vocab, dtype=None):
     import torch
     from transformers import AutoModelForCausalLM, LlamaConfig
 
     shape = dict(TINY, vocab_size=vocab) if tiny else LLAMA_8B
+    dtype = dtype or (torch.bfloat16 if cuda else torch.float32)
     with torch.device("cuda" if cuda else "cpu"):
-        return AutoModelForCausalLM.from_config(
-            LlamaConfig(**shape), dtype=torch.bfloat16 if cuda else torch.float32, attn_implementation="sdpa"
-        )
+        return AutoModelForCausalLM.from_config(LlamaConfig(**shape), dtype=dtype, attn_implementation="sdpa")
 
 
 def tuned_attention(model, cuda):
@@ -362,7 +361,7 @@ def measure_load(tiny, result):
 
     cuda = torch.cuda.is_available()
     folder = tempfile.mkdtemp()
-    build_model(tiny, False, len(word_tokenizer())).to(torch.bfloat16).save_pretrained(folder)
+    build_model(tiny, False, len(word_tokenizer()), torch.bfloat16).save_pretrained(folder)
     started = time.perf_counter()
     model = training.load_model(folder, {"bf16": True, "attention": "sdpa"})
     if cuda:
@@ -375,6 +374,8 @@ def measure_load(tiny, result):
 def worker(args):
     sys.path.insert(0, str(ROOT / "scripts"))
     result = {"name": args.worker}
+    scratch = tempfile.TemporaryDirectory()
+    tempfile.tempdir = scratch.name  # the run's checkpoints and adapters (8B: 16 GB) go when it ends
     try:
         if args.worker == "peak":
             measure_peak(result)
@@ -387,6 +388,7 @@ def worker(args):
         traceback.print_exc()
         oom = "OutOfMemoryError" in type(error).__name__ or "out of memory" in str(error)
         result["status"] = "OOM" if oom else f"error: {type(error).__name__}: {str(error)[:300]}"
+    scratch.cleanup()
     Path(args.result).write_text(json.dumps(result))
 
 

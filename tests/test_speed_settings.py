@@ -4,6 +4,7 @@ reference run, for DPO and for both SFT losses. This is what lets them rerun not
 
 import itertools
 import json
+import os
 import subprocess
 import sys
 
@@ -80,9 +81,14 @@ def test_the_throughput_benchmark_runs_on_the_cpu_and_reports_every_configuratio
     names = ["dpo TRL tuned", "dpo ours", "sft TRL tuned", "sft ours"]
     command = [sys.executable, ROOT / "bench/train_throughput.py", "--tiny", "--out", tmp_path, "--warmup", "1",
                "--measured", "1", "--only", *names]  # fmt: skip
-    result = subprocess.run(list(map(str, command)), capture_output=True, text=True)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = dict(os.environ, TMPDIR=str(scratch))
+    result = subprocess.run(list(map(str, command)), capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert not list(scratch.rglob("*.safetensors"))  # every run's checkpoints removed (8B: 16 GB each)
     report = json.loads(next(tmp_path.glob("train_throughput_*_cpu.json")).read_text())
+    assert report["load"].endswith(" s")
     rows = {row["name"]: row for row in report["rows"]}
     assert list(rows) == names and all(row["statuses"] == ["ok"] and row["tokens_per_s"] for row in rows.values())
     assert rows["sft TRL tuned"]["padding_free"] and not rows["sft TRL tuned"]["sort_by_length"]
